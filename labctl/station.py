@@ -1,0 +1,301 @@
+"""Station and chip files: what a run talks to, validated on load.
+
+A station file names each instrument (model, VISA resource, VISA library or
+the TSP-Link master that reaches it), the wiring from SMU channels through the
+switch matrix to the chip's pins, the chip file, and the chip's safety limits.
+A chip file names the chip's arrays and the device preset of its cells.
+
+Any problem is reported as one :class:`ConfigError` line naming the file, the
+key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SMU_MODELS = (
+    "2601B", "2602B", "2604B", "2611B", "2612B", "2614B",
+    "2634B", "2635B", "2636B",
+)  # fmt: skip
+MATRIX_MODELS = ("707B", "708B")
+CARD_MODELS = ("7174A",)
+CARD_ROWS = "ABCDEFGH"
+CARD_COLUMNS = 12
+MATRIX_SLOTS = {"707B": 6, "708B": 1}
+GROUND = "ground"
+
+_PIN = re.compile(r"^(?P<array>[A-Za-z_][A-Za-z0-9_]*)\.(?P<kind>[RC])(?P<index>\d+)$")
+
+
+class ConfigError(ValueError):
+    """A station, chip or bench file that cannot be used, in one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """The chip's safety limits; no level or compliance may exceed them."""
+
+    max_voltage_v: Annotated[float, Field(gt=0, le=210)]
+    max_compliance_a: Annotated[float, Field(gt=0, le=1.5)]
+    max_read_voltage_v: Annotated[float, Field(gt=0, le=210)]
+
+    @model_validator(mode="after")
+    def _read_below_max(self) -> Limits:
+        if self.max_read_voltage_v > self.max_voltage_v:
+            raise ValueError("max_read_voltage_v must not exceed max_voltage_v")
+        return self
+
+
+class InstrumentSpec(_Strict):
+    """One instrument of the station.
+
+    An instrument has its own ``resource`` or is a TSP-Link ``node`` reached
+    ``via`` another instrument's connection.
+    """
+
+    model: Literal[SMU_MODELS + MATRIX_MODELS]  # type: ignore[valid-type]
+    resource: str | None = None
+    visa_library: str | None = None
+    via: str | None = None
+    node: Annotated[int, Field(ge=1, le=64)] | None = None
+    cards: dict[int, Literal[CARD_MODELS]] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _reachable(self) -> InstrumentSpec:
+        if (self.resource is None) == (self.via is None):
+            raise ValueError("give either 'resource' or 'via' (a TSP-Link master)")
+        if self.via is not None and self.node is None:
+            raise ValueError("an instrument reached 'via' a master needs its 'node'")
+        if self.is_matrix:
+            if not self.cards:
+                raise ValueError("a switch matrix needs its 'cards' (slot: model)")
+            slots = MATRIX_SLOTS[self.model]
+            bad = [s for s in self.cards if not 1 <= s <= slots]
+            if bad:
+                raise ValueError(f"card slot {bad[0]} does not exist: {self.model} has slots 1..{slots}")
+        elif self.cards:
+            raise ValueError(f"'cards' is only for switch matrices, not a {self.model}")
+        return self
+
+    @property
+    def is_matrix(self) -> bool:
+        return self.model in MATRIX_MODELS
+
+
+class Wiring(_Strict):
+    """SMU channels on matrix rows (buses), chip pins on matrix columns."""
+
+    matrix: str
+    buses: dict[str, str]
+    columns: dict[int, list[str | None]]
+
+    @field_validator("buses")
+    @classmethod
+    def _bus_names(cls, buses: dict[str, str]) -> dict[str, str]:
+        for row in buses:
+            if row not in CARD_ROWS:
+                raise ValueError(f"bus '{row}' is not a matrix row: rows are A..H")
+        return buses
+
+    @field_validator("columns")
+    @classmethod
+    def _pin_names(cls, columns: dict[int, list[str | None]]) -> dict[int, list[str | None]]:
+        for slot, pins in columns.items():
+            if len(pins) > CARD_COLUMNS:
+                raise ValueError(f"slot {slot} lists {len(pins)} pins: a 7174A card has {CARD_COLUMNS} columns")
+            for pin in pins:
+                if pin is not None and not _PIN.match(pin):
+                    raise ValueError(f"pin '{pin}' is not of the form <array>.R<row> or <array>.C<col>")
+        return columns
+
+
+class ArraySpec(_Strict):
+    rows: Annotated[int, Field(ge=1, le=4096)]
+    cols: Annotated[int, Field(ge=1, le=4096)]
+
+
+class Chip(_Strict):
+    """A chip: named crossbar arrays of cells of one device preset."""
+
+    name: str
+    preset: str = "perovskite"
+    arrays: dict[str, ArraySpec]
+    path: Path | None = None
+
+
+class Station(_Strict):
+    """A station file, validated, with its chip loaded."""
+
+    name: str
+    visa_library: str = "@py"
+    chip: Path
+    limits: Limits
+    instruments: dict[str, InstrumentSpec]
+    wiring: Wiring
+    path: Path | None = None
+    chip_spec: Chip | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Station:
+        names = self.instruments
+        for name, spec in names.items():
+            if spec.via is not None:
+                master = names.get(spec.via)
+                if master is None:
+                    raise ValueError(f"instruments.{name}.via: no instrument '{spec.via}'")
+                if master.via is not None:
+                    raise ValueError(f"instruments.{name}.via: '{spec.via}' is itself a node")
+        resources = [s.resource for s in names.values() if s.resource]
+        dup = {r for r in resources if resources.count(r) > 1}
+        if dup:
+            raise ValueError(f"instruments: resource {sorted(dup)[0]} is named twice")
+        nodes = [(s.via, s.node) for s in names.values() if s.via]
+        if len(nodes) != len(set(nodes)):
+            raise ValueError("instruments: two instruments share one TSP-Link node")
+        matrix = names.get(self.wiring.matrix)
+        if matrix is None or not matrix.is_matrix:
+            raise ValueError(f"wiring.matrix: '{self.wiring.matrix}' is not a switch matrix of this station")
+        for row, end in self.wiring.buses.items():
+            self._check_bus_end(row, end)
+        for slot in self.wiring.columns:
+            if slot not in (matrix.cards or {}):
+                raise ValueError(f"wiring.columns: slot {slot} has no card in '{self.wiring.matrix}'")
+        pins = [p for ps in self.wiring.columns.values() for p in ps if p]
+        dup_pins = {p for p in pins if pins.count(p) > 1}
+        if dup_pins:
+            raise ValueError(f"wiring.columns: pin {sorted(dup_pins)[0]} is wired twice")
+        return self
+
+    def _check_bus_end(self, row: str, end: str) -> None:
+        if end == GROUND:
+            return
+        inst, _, channel = end.partition(".")
+        spec = self.instruments.get(inst)
+        if spec is None or spec.is_matrix or channel not in ("smua", "smub"):
+            raise ValueError(
+                f"wiring.buses.{row}: '{end}' is not an SMU channel of this station "
+                f"(use <instrument>.smua, <instrument>.smub or '{GROUND}')"
+            )
+        if channel == "smub" and spec.model in ("2601B", "2611B", "2635B"):
+            raise ValueError(f"wiring.buses.{row}: a {spec.model} has only smua")
+
+    # Derived views used by the runner, the engine and the simulator.
+
+    def pin_channels(self) -> dict[str, tuple[int, int]]:
+        """Map each wired chip pin to its matrix (slot, column)."""
+        return {
+            pin: (slot, column)
+            for slot, pins in self.wiring.columns.items()
+            for column, pin in enumerate(pins, start=1)
+            if pin
+        }
+
+    def bus_of(self, channel: str) -> str:
+        """Matrix row that an SMU channel (``smu1.smua``) is wired to."""
+        for row, end in self.wiring.buses.items():
+            if end == channel:
+                return row
+        raise KeyError(f"{channel} is not wired to any matrix row")
+
+    def visa_library_of(self, name: str) -> str:
+        spec = self.instruments[name]
+        return spec.visa_library or self.visa_library
+
+
+def parse_pin(pin: str) -> tuple[str, str, int]:
+    """Split ``A0.R12`` into ``("A0", "row", 12)``."""
+    m = _PIN.match(pin)
+    if not m:
+        raise ValueError(f"pin '{pin}' is not of the form <array>.R<row> or <array>.C<col>")
+    kind = "row" if m["kind"] == "R" else "col"
+    return m["array"], kind, int(m["index"])
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping, or raise a one-line ConfigError naming the file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _one_line(path: Path, exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error" and "expected" in err.get("ctx", {}):
+        msg = f"not allowed; allowed: {err['ctx']['expected']}"
+    return ConfigError(f"{path}: {key}: {msg}")
+
+
+def load_chip(path: str | Path) -> Chip:
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        return Chip.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise _one_line(path, exc) from None
+
+
+def load_station(path: str | Path) -> Station:
+    """Load and validate a station file and the chip file it names."""
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        station = Station.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise _one_line(path, exc) from None
+    chip_path = station.chip if station.chip.is_absolute() else path.parent / station.chip
+    chip = load_chip(chip_path)
+    _check_pins_exist(path, station, chip)
+    return station.model_copy(update={"chip": chip_path, "chip_spec": chip})
+
+
+def _check_pins_exist(path: Path, station: Station, chip: Chip) -> None:
+    for pin in station.pin_channels():
+        array, kind, index = parse_pin(pin)
+        spec = chip.arrays.get(array)
+        size = None if spec is None else (spec.rows if kind == "row" else spec.cols)
+        if size is None or index >= size:
+            raise ConfigError(f"{path}: wiring.columns: pin {pin} does not exist on chip '{chip.name}'")
+
+
+def resolve_library(station: Station, name: str) -> str:
+    """The VISA library string for an instrument, with bench paths made absolute."""
+    lib = station.visa_library_of(name)
+    file, sep, backend = lib.rpartition("@")
+    if sep and file and station.path is not None:
+        bench = Path(file)
+        if not bench.is_absolute():
+            bench = (station.path.parent / bench).resolve()
+        return f"{bench}@{backend}"
+    return lib
