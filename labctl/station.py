@@ -124,6 +124,19 @@ class Wiring(_Strict):
         return columns
 
 
+class Roles(_Strict):
+    """Which SMU channel does what, for procedures that do not say otherwise.
+
+    ``drive`` sources the selected line; ``bias`` holds unselected lines
+    (V/2 while writing, 0 V while reading) and the negative inputs of an
+    analog multiply; ``sense`` channels hold lines at 0 V and measure them.
+    """
+
+    drive: str
+    bias: str
+    sense: Annotated[list[str], Field(min_length=1)]
+
+
 class ArraySpec(_Strict):
     rows: Annotated[int, Field(ge=1, le=4096)]
     cols: Annotated[int, Field(ge=1, le=4096)]
@@ -147,6 +160,7 @@ class Station(_Strict):
     limits: Limits
     instruments: dict[str, InstrumentSpec]
     wiring: Wiring
+    roles: Roles
     path: Path | None = None
     chip_spec: Chip | None = None
 
@@ -175,11 +189,25 @@ class Station(_Strict):
         for slot in self.wiring.columns:
             if slot not in (matrix.cards or {}):
                 raise ValueError(f"wiring.columns: slot {slot} has no card in '{self.wiring.matrix}'")
+        self._check_roles()
         pins = [p for ps in self.wiring.columns.values() for p in ps if p]
         dup_pins = {p for p in pins if pins.count(p) > 1}
         if dup_pins:
             raise ValueError(f"wiring.columns: pin {sorted(dup_pins)[0]} is wired twice")
         return self
+
+    def _check_roles(self) -> None:
+        wired = set(self.wiring.buses.values())
+        named = [("drive", self.roles.drive), ("bias", self.roles.bias)]
+        named += [(f"sense.{i}", ch) for i, ch in enumerate(self.roles.sense)]
+        for key, channel in named:
+            if channel not in wired or channel == GROUND:
+                raise ValueError(f"roles.{key}: '{channel}' is not an SMU channel wired to a bus")
+        channels = [ch for _, ch in named]
+        if len(set(channels)) != len(channels):
+            raise ValueError("roles: a channel has two roles")
+        if GROUND not in wired:
+            raise ValueError(f"wiring.buses: no row is wired to '{GROUND}'")
 
     def _check_bus_end(self, row: str, end: str) -> None:
         if end == GROUND:
@@ -211,6 +239,10 @@ class Station(_Strict):
             if end == channel:
                 return row
         raise KeyError(f"{channel} is not wired to any matrix row")
+
+    @property
+    def ground_bus(self) -> str:
+        return self.bus_of(GROUND)
 
     def visa_library_of(self, name: str) -> str:
         spec = self.instruments[name]
