@@ -176,8 +176,8 @@ class GuardedChannel:
         state.on = False
 
     def force_off(self) -> None:
-        """Turn the output off without any check (safe ends only)."""
-        self._channel.output_enabled = False
+        """Turn the output off at once, past any batch, without checks (safe ends)."""
+        self._channel.turn_off()
         self._guard.state(self.name).on = False
 
 
@@ -217,5 +217,5 @@ class GuardedMatrix:
         return list(self._matrix.closed_channels())
 
     def force_open_all(self) -> None:
-        """Open every relay without any check (safe ends only, outputs off first)."""
-        self._matrix.open_all()
+        """Open every relay at once, past any batch (safe ends, outputs off first)."""
+        self._matrix.shutdown()

@@ -16,6 +16,9 @@ class FakeChannel:
             self.sent.append((name, value))
         object.__setattr__(self, name, value)
 
+    def turn_off(self):
+        self.sent.append(("turn_off",))
+
     def pulse_train(self, *args):
         self.sent.append(("pulse_train", args))
         return []
@@ -100,4 +103,4 @@ def test_no_hot_switching(rig):
 def test_force_off_needs_no_check(rig):
     ga, a, *_ = rig
     ga.force_off()
-    assert a.sent == [("output_enabled", False)]
+    assert a.sent == [("turn_off",)]

@@ -1,0 +1,160 @@
+"""Keithley 707B / 708B switching matrix with 7174A cards, driven in TSP.
+
+:class:`Keithley707B` satisfies :class:`drivers.interfaces.SwitchMatrix`. A
+crosspoint is named ``"{slot}{row}{column:02d}"`` (``"3C07"``: slot 3, row C,
+column 7); every name is checked before anything is sent, and a list of
+crosspoints goes to the instrument as one quoted, comma-separated string.
+
+A matrix on TSP-Link behind another instrument is driven by the same class,
+``Keithley707B(None, node=4, connection=master.connection)``; its commands are
+sent as ``node[4].channel...``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pymeasure.adapters import Adapter
+
+from drivers.tsp import TspConnection, TspInstrument
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+
+#: Card slots by mainframe model.
+SLOTS = {"707B": 6, "708B": 1}
+
+#: Rows and columns of a 7174A card.
+CARD_ROWS = "ABCDEFGH"
+CARD_COLUMNS = 12
+
+_CROSSPOINT = re.compile(r"^(?P<slot>\d)(?P<row>[A-Z])(?P<column>\d\d)$")
+
+
+class Keithley707B(TspInstrument):
+    """Keithley 707B (six slots) or 708B (one slot) switching matrix.
+
+    Parameters
+    ----------
+    adapter : Adapter, str, int or None
+        The adapter or VISA resource; None for a node reached through
+        `connection`.
+    name : str
+        The instrument's name in logs and messages.
+    model : str
+        ``"707B"`` or ``"708B"``.
+    node : int, optional
+        TSP-Link node number when reached through a master.
+    connection : TspConnection, optional
+        The master's connection to share.
+    **kwargs
+        Passed to pymeasure's ``VISAAdapter`` when `adapter` is a resource.
+    """
+
+    def __init__(
+        self,
+        adapter: Adapter | str | int | None,
+        name: str = "Keithley 707B",
+        model: str = "707B",
+        node: int | None = None,
+        connection: TspConnection | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if model not in SLOTS:
+            raise ValueError(f"unknown matrix model {model!r}: choose 707B or 708B")
+        self.model = model
+        self.slots = SLOTS[model]
+        super().__init__(adapter, name, node=node, connection=connection, **kwargs)
+
+    def check_crosspoint(self, crosspoint: str) -> str:
+        """Return `crosspoint` if it names a relay of this matrix.
+
+        Raises
+        ------
+        ValueError
+            If it is not ``"{slot}{row}{column:02d}"`` with a slot of this
+            mainframe, a row A..H and a column 01..12.
+        """
+        match = _CROSSPOINT.match(crosspoint) if isinstance(crosspoint, str) else None
+        if match is None:
+            raise ValueError(
+                f"{crosspoint!r} is not a crosspoint: use slot, row, two-digit "
+                "column, for example '1A01'"
+            )
+        slot, row, column = int(match["slot"]), match["row"], int(match["column"])
+        if not 1 <= slot <= self.slots:
+            raise ValueError(
+                f"{crosspoint}: slot {slot} does not exist on a {self.model} "
+                f"(slots 1..{self.slots})"
+            )
+        if row not in CARD_ROWS:
+            raise ValueError(f"{crosspoint}: row {row} is not one of A..H")
+        if not 1 <= column <= CARD_COLUMNS:
+            raise ValueError(f"{crosspoint}: column {column} is not within 1..12")
+        return crosspoint
+
+    def channel_list(self, channels: Iterable[str]) -> str:
+        """Check crosspoints and join them into a TSP channel list (``1A01,1B02``).
+
+        Raises
+        ------
+        TypeError
+            If `channels` is a single string rather than a collection of them.
+        ValueError
+            If a crosspoint is not valid (see :meth:`check_crosspoint`).
+        """
+        if isinstance(channels, str):
+            raise TypeError(f"give a list of crosspoints, not the string {channels!r}")
+        return ",".join(self.check_crosspoint(channel) for channel in channels)
+
+    def close(self, channels: Iterable[str]) -> None:
+        """Close the relays of `channels`, leaving others as they are.
+
+        Sends ``channel.close("1A01,1B02")``; nothing for an empty list.
+        """
+        listed = self.channel_list(channels)
+        if listed:
+            self.write(f'{{node}}channel.close("{listed}")')
+
+    def open(self, channels: Iterable[str]) -> None:
+        """Open the relays of `channels`, leaving others as they are.
+
+        Sends ``channel.open("1A01,1B02")``; nothing for an empty list.
+        """
+        listed = self.channel_list(channels)
+        if listed:
+            self.write(f'{{node}}channel.open("{listed}")')
+
+    def exclusive_close(self, channels: Iterable[str]) -> None:
+        """Close the relays of `channels` and open every other one.
+
+        Sends ``channel.exclusiveclose("1A01,1B02")``; an empty list opens all.
+        """
+        listed = self.channel_list(channels)
+        self.write(f'{{node}}channel.exclusiveclose("{listed}")')
+
+    def open_all(self) -> None:
+        """Open every relay of every slot (``channel.open("allslots")``)."""
+        self.write('{node}channel.open("allslots")')
+
+    def closed_channels(self) -> list[str]:
+        """Read which relays are closed, sorted (``channel.getclose("allslots")``).
+
+        Returns
+        -------
+        list of str
+            The closed crosspoints, ``[]`` when none is closed.
+        """
+        reply = self.ask('print({node}channel.getclose("allslots"))').strip()
+        if reply == "nil":
+            return []
+        return [channel.strip() for channel in reply.split(";") if channel.strip()]
+
+    def shutdown(self) -> None:
+        """Open every relay at once, dropping writes queued in a batch."""
+        self.write_urgent('{node}channel.open("allslots")')
+        log.info("%s: all relays open", self.name)
+        super().shutdown()
