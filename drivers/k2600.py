@@ -212,6 +212,18 @@ class Keithley2600Channel(Channel):
         self._limits = self._model_limits(parent.ratings)
         for prop, limit in self._limits.items():
             setattr(self, f"{prop}_validator", limit)
+        self._levelv_command = self.insert_id("{ch}.source.levelv = ")
+        self._levelv_check = self._limits["source_voltage"]
+
+    def set_voltage_level(self, level_v: float) -> None:
+        """Set the DC source voltage in V, as :attr:`source_voltage` does.
+
+        Sends the same command through the same range check, without the
+        property machinery: for loops that set many thousands of levels.
+        """
+        self.connection.write(
+            self._levelv_command + format_number(self._levelv_check(level_v))
+        )
 
     def _model_limits(self, ratings: SmuRatings) -> dict[str, RangeLimit]:
         volts, amps = ratings.max_voltage_v, ratings.max_current_a
@@ -335,6 +347,24 @@ class Keithley2600Channel(Channel):
         The reply comes only when the train has ended, so the adapter's VISA
         timeout must be longer than ``count * (width_s + off_s)``.
         """
+        call = self._pulse_call(level_v, width_s, bias_v, off_s, count)
+        return self._run_into_buffer(call, count)
+
+    def apply_pulses(
+        self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
+    ) -> None:
+        """Apply the pulses of :meth:`pulse_train` without reading them back.
+
+        Only writes, so inside a batch the train and what follows it (a
+        verify read, say) travel as one bus message.
+        """
+        with self.connection.batch():
+            self.write("{ch}.nvbuffer1.clear()")
+            self.write(self._pulse_call(level_v, width_s, bias_v, off_s, count))
+
+    def _pulse_call(
+        self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
+    ) -> str:
         level = self._limits["source_voltage"](level_v)
         bias = self._limits["source_voltage"](bias_v)
         width = _duration_s(width_s, "pulse width")
@@ -344,10 +374,7 @@ class Keithley2600Channel(Channel):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"{self.name}: pulse count {count!r} must be 1 or more")
         values = ", ".join(format_number(v) for v in (bias, level, width, off))
-        return self._run_into_buffer(
-            f"PulseVMeasureI({{ch}}, {values}, {count})",
-            count,
-        )
+        return f"PulseVMeasureI({{ch}}, {values}, {count})"
 
     def _run_into_buffer(self, script_call: str, count: int) -> npt.NDArray[np.float64]:
         with self.connection.batch():

@@ -67,6 +67,7 @@ class Keithley707B(TspInstrument):
             raise ValueError(f"unknown matrix model {model!r}: choose 707B or 708B")
         self.model = model
         self.slots = SLOTS[model]
+        self._checked: set[str] = set()
         super().__init__(adapter, name, node=node, connection=connection, **kwargs)
 
     def check_crosspoint(self, crosspoint: str) -> str:
@@ -78,6 +79,8 @@ class Keithley707B(TspInstrument):
             If it is not ``"{slot}{row}{column:02d}"`` with a slot of this
             mainframe, a row A..H and a column 01..12.
         """
+        if crosspoint in self._checked:
+            return crosspoint
         match = _CROSSPOINT.match(crosspoint) if isinstance(crosspoint, str) else None
         if match is None:
             raise ValueError(
@@ -94,6 +97,7 @@ class Keithley707B(TspInstrument):
             raise ValueError(f"{crosspoint}: row {row} is not one of A..H")
         if not 1 <= column <= CARD_COLUMNS:
             raise ValueError(f"{crosspoint}: column {column} is not within 1..12")
+        self._checked.add(crosspoint)
         return crosspoint
 
     def channel_list(self, channels: Iterable[str]) -> str:

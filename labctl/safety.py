@@ -104,6 +104,11 @@ class GuardedChannel:
         self.name = name
         self._channel = channel
         self._guard = guard
+        self._state = guard.state(name)
+        # A driver may offer a lean setter for the level, sent in hot loops.
+        self._set_level = getattr(channel, "set_voltage_level", None) or (
+            lambda level: setattr(channel, "source_voltage", level)
+        )
 
     @property
     def driver(self) -> Any:
@@ -127,8 +132,8 @@ class GuardedChannel:
     @source_voltage.setter
     def source_voltage(self, level_v: float) -> None:
         self._guard.check_level(self.name, level_v)
-        self._channel.source_voltage = level_v
-        self._guard.state(self.name).level_v = float(level_v)
+        self._set_level(level_v)
+        self._state.level_v = float(level_v)
 
     @property
     def output_enabled(self) -> bool:
@@ -169,6 +174,16 @@ class GuardedChannel:
         currents = self._channel.pulse_train(level_v, width_s, bias_v, off_s, count)
         self._after_factory()
         return np.asarray(currents, dtype=float)
+
+    def apply_pulses(
+        self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
+    ) -> None:
+        """Pulses as :meth:`pulse_train`, not read back (one message in a batch)."""
+        self._guard.check_enable(self.name)
+        self._guard.check_level(self.name, level_v, "pulse level")
+        self._guard.check_level(self.name, bias_v, "pulse bias")
+        self._channel.apply_pulses(level_v, width_s, bias_v, off_s, count)
+        self._after_factory()
 
     def _after_factory(self) -> None:
         # The instrument's factory sweeps and pulse trains leave the output off.

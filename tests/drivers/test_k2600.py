@@ -350,6 +350,35 @@ def test_pulse_train_is_one_message(place):
         np.testing.assert_array_equal(currents, [1e-4, 1.1e-4, 1.2e-4])
 
 
+@pytest.mark.parametrize("place", PLACES, ids=PLACE_IDS)
+def test_lean_level_setter_sends_what_the_property_sends(place):
+    obj = place[2]
+    pairs = [(f"{obj}.source.levelv = 1.23456789", None)] * 2
+    with smu_channel(pairs, place) as channel:
+        channel.source_voltage = 1.23456789
+        channel.set_voltage_level(1.23456789)
+
+
+def test_lean_level_setter_checks_the_range():
+    with smu_channel([], PLACES[0]) as channel:
+        with pytest.raises(ValueError, match="200 V limit"):
+            channel.set_voltage_level(250.0)
+
+
+@pytest.mark.parametrize("place", PLACES, ids=PLACE_IDS)
+def test_applied_pulses_travel_with_the_next_query(place):
+    obj = place[2]
+    message = (
+        f"{obj}.nvbuffer1.clear() "
+        f"PulseVMeasureI({obj}, 0.0, 1.2, 1e-05, 1e-05, 4) "
+        f"print({obj}.measure.i())"
+    )
+    with smu_channel([(message, "2.00000e-06")], place) as channel:
+        with channel.connection.batch():
+            channel.apply_pulses(1.2, 1e-5, 0.0, 1e-5, 4)
+            assert channel.measure_current() == 2e-6
+
+
 @pytest.mark.parametrize(
     "kwargs, error",
     [

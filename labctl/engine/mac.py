@@ -1,0 +1,132 @@
+"""Analog multiply-accumulate on a programmed array, bit-serial in its inputs.
+
+The station has two sources for inputs (drive at ``+v``, bias at ``−v``), a
+ground bus and a few sense channels holding columns at 0 V. An input vector
+is quantized to ``bits`` magnitude bits and a sign per element; for each bit
+plane the matrix puts the rows of the inputs whose bit is set on the drive or
+bias bus (by the sign, and the opposite one for the G⁻ row of the pair), the
+others on ground. Each sense channel then reads one column's current, the sum
+over the array's cells: the analog MAC of that bit plane. The host adds the
+planes with their weights 2^b. Columns not being sensed are grounded, so every
+line sits at a fixed potential and no sneak path adds to a column's current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.rig import Rig
+
+
+@dataclass(frozen=True)
+class MacConfig:
+    bits: int = 6  # magnitude bits of an input; the sign is the polarity
+    read_voltage_v: float = 0.2
+    limit_a: float = 5e-3
+
+
+class AnalogMac:
+    """Bit-serial vector-matrix products on one array through the matrix."""
+
+    def __init__(self, rig: Rig, array: str, config: MacConfig) -> None:
+        self.rig = rig
+        self.config = config
+        roles = rig.station.roles
+        self.plus = rig.smu(roles.drive)
+        self.minus = rig.smu(roles.bias)
+        self.sense = [rig.smu(ch) for ch in roles.sense]
+        self.plus_bus = rig.bus_of(roles.drive)
+        self.minus_bus = rig.bus_of(roles.bias)
+        self.sense_bus = [rig.bus_of(ch) for ch in roles.sense]
+        self.ground = rig.ground_bus
+        self.lines = rig.lines(array)
+        rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
+        self.messages = 0
+
+    def prepare(self) -> None:
+        with self.rig.batch():
+            for ch in (self.plus, self.minus, *self.sense):
+                ch.output_enabled = False
+                ch.source_voltage = 0.0
+                ch.current_limit = self.config.limit_a
+            for ch in (self.plus, self.minus, *self.sense):
+                ch.output_enabled = True
+
+    def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-vector scale, integer magnitudes and signs of inputs (T, n)."""
+        levels = 2**self.config.bits - 1
+        scale = np.max(np.abs(x), axis=1)
+        scale[scale == 0] = 1.0
+        mag = np.rint(np.abs(x) / scale[:, None] * levels).astype(np.int64)
+        return scale / levels, mag, np.sign(x)
+
+    def run(
+        self,
+        x: np.ndarray,
+        n_cols: int,
+        on_vector: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Σ_i x_i (G⁺ − G⁻)_ij for every vector of ``x`` (T, n_in), in siemens.
+
+        Rows 2i and 2i+1 of the array hold input i's pair; the first
+        ``n_cols`` columns are outputs.
+        """
+        t_count, n_in = x.shape
+        if 2 * n_in > self.lines.n_rows or n_cols > self.lines.n_cols:
+            raise ValueError(f"{n_in} inputs x {n_cols} outputs do not fit the array lines")
+        v = self.config.read_voltage_v
+        step, mag, sign = self.quantize(x)
+        groups = [
+            list(range(j0, min(j0 + len(self.sense), n_cols)))
+            for j0 in range(0, n_cols, len(self.sense))
+        ]
+        acc = np.zeros((t_count, n_cols))
+        self.prepare()
+        for cols in groups:
+            self._sense_columns(cols)
+            sense = self.sense[: len(cols)]
+            for t in range(t_count):
+                for b in range(self.config.bits):
+                    rows = self._row_buses(mag[t], sign[t], b)
+                    if rows is None:
+                        continue
+                    currents = self._round(rows, sense, v)
+                    acc[t, cols] += (2**b) * currents / v
+                if on_vector is not None:
+                    on_vector(t)
+        return acc * step[:, None]
+
+    def _sense_columns(self, cols: list[int]) -> None:
+        buses = [self.ground] * self.lines.n_cols
+        for k, j in enumerate(cols):
+            buses[j] = self.sense_bus[k]
+        with self.rig.batch():
+            self.plus.source_voltage = 0.0
+            self.minus.source_voltage = 0.0
+            self.lines.set(col_bus=buses)
+
+    def _row_buses(self, mag: np.ndarray, sign: np.ndarray, bit: int) -> list | None:
+        on = (mag >> bit) & 1
+        if not on.any():
+            return None
+        buses: list[str | None] = [self.ground] * self.lines.n_rows
+        for i in np.flatnonzero(on):
+            pos = sign[i] > 0
+            buses[2 * i] = self.plus_bus if pos else self.minus_bus
+            buses[2 * i + 1] = self.minus_bus if pos else self.plus_bus
+        return buses
+
+    def _round(self, rows: list, sense: list, v: float) -> np.ndarray:
+        with self.rig.batch():
+            self.plus.source_voltage = 0.0
+            self.minus.source_voltage = 0.0
+            self.lines.set(row_bus=rows)
+            self.plus.source_voltage = v
+            self.minus.source_voltage = -v
+            measured = self.rig.measure_currents(sense)
+        self.messages += 1
+        # A sense channel sinks the column's current: it reads negative.
+        return -measured

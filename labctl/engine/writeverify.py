@@ -1,0 +1,282 @@
+"""Write-verify: program each cell of an array to a target conductance.
+
+Cells are addressed one at a time with the V/2 scheme: the selected row on
+the drive channel, the selected column on a sense channel at 0 V, every other
+line on the bias channel. During a pulse of amplitude V the bias channel
+sits at V/2, so half-selected cells see at most V/2 (below the switching
+thresholds); during the verify read it sits at 0 V, so the sense channel
+measures the selected cell alone.
+
+The adaptive algorithm reads the cell, predicts from the saturating pulse
+response how many identical pulses reach the target (SET pulses upward,
+RESET pulses downward), applies that train, reads again, and updates its
+estimate of the cell's response from what the train did. A cell that does
+not move is reported stuck; a cell that does not reach its tolerance within
+``max_rounds`` is reported unconverged. No cell is looped on forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.rig import Rig
+
+log = logging.getLogger("labctl.engine")
+
+
+@dataclass(frozen=True)
+class WriteVerifyConfig:
+    """Pulses and tolerances of write-verify, in SI units.
+
+    The ``*_threshold_v``, ``*_exponent``, ``*_rate_per_s`` and window fields
+    are the chip's nominal device figures (its preset): the starting guess of
+    each cell's response, which the algorithm then learns cell by cell.
+    """
+
+    tolerance: float = 0.02  # relative error accepted
+    set_voltage_v: float = 1.2  # largest SET amplitude
+    reset_voltage_v: float = -1.1  # largest RESET amplitude
+    width_s: float = 10e-6
+    gap_s: float = 10e-6
+    read_voltage_v: float = 0.2
+    max_rounds: int = 12
+    max_train: int = 32
+    g_min_s: float = 10e-6
+    g_max_s: float = 100e-6
+    set_threshold_v: float = 0.8
+    reset_threshold_v: float = -0.7
+    set_exponent: float = 2.0
+    reset_exponent: float = 3.0
+    set_rate_per_s: float = 2.0e4
+    reset_rate_per_s: float = 4.47e4
+    limit_a: float = 1e-3
+
+    @classmethod
+    def for_preset(cls, preset: str, **changes: float) -> WriteVerifyConfig:
+        """Nominal device figures from the chip's device preset file."""
+        from simulator.device import DevicePreset
+
+        p = DevicePreset.load(preset)
+        return cls(
+            g_min_s=p.g_min_s, g_max_s=p.g_max_s,
+            set_threshold_v=p.v_set_v, reset_threshold_v=p.v_reset_v,
+            set_exponent=p.alpha_set, reset_exponent=p.alpha_reset,
+            set_rate_per_s=p.rate_set_per_s, reset_rate_per_s=p.rate_reset_per_s,
+            **changes,
+        )
+
+
+@dataclass
+class _Response:
+    """One polarity's pulse response: fraction of the way to its limit per pulse.
+
+    f(V) = 1 - exp(-gain · (V / V_th - 1)^exponent), with ``gain`` learned.
+    """
+
+    threshold_v: float
+    exponent: float
+    gain: float
+    limit_v: float
+
+    def fraction(self, level_v: float) -> float:
+        over = max(level_v / self.threshold_v - 1, 0.0)
+        return 1 - math.exp(-self.gain * over**self.exponent)
+
+    def level_for(self, fraction: float) -> float:
+        """The amplitude whose pulses move ``fraction`` of the way each."""
+        fraction = min(fraction, self.fraction(self.limit_v))
+        over = (-math.log(1 - fraction) / self.gain) ** (1 / self.exponent)
+        level = self.threshold_v * (1 + over)
+        low = 1.02 * self.threshold_v
+        return max(level, low) if self.threshold_v > 0 else min(level, low)
+
+    def learn(self, level_v: float, seen_fraction: float) -> None:
+        over = max(level_v / self.threshold_v - 1, 1e-9) ** self.exponent
+        seen_gain = -math.log(1 - seen_fraction) / over
+        blended = math.sqrt(self.gain * seen_gain)  # geometric: gains span decades
+        self.gain = min(max(blended, 0.05 * self.gain), 20 * self.gain)
+
+
+@dataclass
+class CellLog:
+    """What programming one cell took."""
+
+    row: int
+    col: int
+    target_s: float
+    final_s: float
+    pulses: int
+    rounds: int
+    converged: bool
+    stuck: bool
+
+    @property
+    def error(self) -> float:
+        return (self.final_s - self.target_s) / self.target_s
+
+
+class WriteVerify:
+    """Programs target maps into one array of the station's chip."""
+
+    def __init__(self, rig: Rig, array: str, config: WriteVerifyConfig) -> None:
+        self.rig = rig
+        self.config = config
+        roles = rig.station.roles
+        self.drive = rig.smu(roles.drive)
+        self.bias = rig.smu(roles.bias)
+        self.sense = rig.smu(roles.sense[0])
+        self.drive_bus = rig.bus_of(roles.drive)
+        self.bias_bus = rig.bus_of(roles.bias)
+        self.sense_bus = rig.bus_of(roles.sense[0])
+        self.lines = rig.lines(array)
+        for level in (config.set_voltage_v, config.reset_voltage_v):
+            rig.guard.check_level(roles.drive, level, "pulse level")
+        rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
+
+    def prepare(self) -> None:
+        """Limits set, levels at 0 V, bias and sense outputs on."""
+        cfg = self.config
+        # The bias and sense channels carry the half-selected cells' currents
+        # too: they get the chip's full compliance, so that they hold their
+        # levels and the selected cell alone sees the pulse.
+        limits = {self.drive: cfg.limit_a}
+        wide = self.rig.limits.max_compliance_a
+        with self.rig.batch():
+            for ch in (self.drive, self.bias, self.sense):
+                ch.output_enabled = False
+                ch.source_voltage = 0.0
+                ch.current_limit = limits.get(ch, wide)
+            self.bias.output_enabled = True
+            self.sense.output_enabled = True
+
+    def program(
+        self,
+        targets_s: np.ndarray,
+        on_cell: Callable[[CellLog], None] | None = None,
+    ) -> list[CellLog]:
+        """Program every cell of ``targets_s`` (rows × cols of the wired lines)."""
+        rows, cols = targets_s.shape
+        if rows > self.lines.n_rows or cols > self.lines.n_cols:
+            raise ValueError(
+                f"targets of {rows}x{cols} do not fit the {self.lines.n_rows}x"
+                f"{self.lines.n_cols} wired lines of {self.lines.array}"
+            )
+        self.prepare()
+        logs = []
+        for r, c in self._order(rows, cols):
+            entry = self._program_cell(r, c, float(targets_s[r, c]))
+            logs.append(entry)
+            if on_cell is not None:
+                on_cell(entry)
+        return logs
+
+    @staticmethod
+    def _order(rows: int, cols: int) -> Iterator[tuple[int, int]]:
+        # Row-major, snaking, so consecutive cells share a line.
+        for r in range(rows):
+            span = range(cols) if r % 2 == 0 else range(cols - 1, -1, -1)
+            for c in span:
+                yield r, c
+
+    def _select(self, r: int, c: int) -> None:
+        with self.rig.batch():
+            self.drive.source_voltage = 0.0
+            self.bias.source_voltage = 0.0
+            self.lines.select(r, c, self.drive_bus, self.sense_bus,
+                              self.bias_bus, self.bias_bus)
+
+    def read(self) -> float:
+        """Conductance of the selected cell at the read voltage."""
+        cfg = self.config
+        with self.rig.batch():
+            self.bias.source_voltage = 0.0
+            self.drive.source_voltage = cfg.read_voltage_v
+            self.drive.output_enabled = True
+            current = -self.sense.measure_current()
+        # The drive stays at the read level: whatever comes next (pulses or a
+        # new selection) sets it to 0 V first, in the same message.
+        return current / cfg.read_voltage_v
+
+    def pulses(self, count: int, level_v: float) -> None:
+        cfg = self.config
+        with self.rig.batch():
+            self.drive.source_voltage = 0.0
+            self.bias.source_voltage = level_v / 2
+            self.drive.apply_pulses(level_v, cfg.width_s, 0.0, cfg.gap_s, count)
+
+    def _responses(self) -> tuple[_Response, _Response]:
+        cfg = self.config
+        up = _Response(cfg.set_threshold_v, cfg.set_exponent,
+                       cfg.set_rate_per_s * cfg.width_s, cfg.set_voltage_v)
+        down = _Response(cfg.reset_threshold_v, cfg.reset_exponent,
+                         cfg.reset_rate_per_s * cfg.width_s, cfg.reset_voltage_v)
+        return up, down
+
+    def _program_cell(self, r: int, c: int, target: float) -> CellLog:
+        cfg = self.config
+        with self.rig.batch():  # the new selection and its first read: one message
+            self._select(r, c)
+            g = self.read()
+        up, down = self._responses()
+        pulses = rounds = still = 0
+        stuck = False
+        while abs(g - target) > cfg.tolerance * target and rounds < cfg.max_rounds:
+            rounds += 1
+            setting = g < target
+            response, limit = (up, cfg.g_max_s) if setting else (down, cfg.g_min_s)
+            level, n = _plan(g, target, limit, response, cfg)
+            before = g
+            with self.rig.batch():  # the train and its verify read: one message
+                self.pulses(n, level)
+                g = self.read()
+            pulses += n
+            seen = _seen_fraction(before, g, limit, n)
+            if seen is not None:
+                response.learn(level, seen)
+            still = still + 1 if abs(g - before) < 0.1 * cfg.tolerance * target else 0
+            if still >= 3 and n == cfg.max_train and level == response.limit_v:
+                stuck = True
+                break
+        converged = abs(g - target) <= cfg.tolerance * target
+        if not converged:
+            log.info("%s cell (%d, %d): %.2f µS, target %.2f µS%s",
+                     self.lines.array, r, c, g * 1e6, target * 1e6,
+                     " (stuck)" if stuck else " (not converged)")
+        return CellLog(r, c, target, g, pulses, rounds, converged, stuck)
+
+
+def _plan(g: float, target: float, limit: float, response: _Response,
+          cfg: WriteVerifyConfig) -> tuple[float, int]:
+    """Amplitude and pulse count of the next train.
+
+    Far from the target, pulses are as large as allowed and the train aims
+    at 80 % of the way; near it, the amplitude shrinks so that one pulse moves
+    about a third of the tolerance band, and the train aims at the target.
+    """
+    span = abs(limit - g)
+    err = abs(target - g)
+    if span <= 0:
+        return response.limit_v, cfg.max_train
+    fine = min(0.35 * cfg.tolerance * target, err) / span
+    coarse = response.fraction(response.limit_v)
+    aim = err if err <= 8 * fine * span else 0.8 * err
+    fraction = max(fine, min(coarse, aim / (8 * span)))
+    level = response.level_for(fraction)
+    fraction = response.fraction(level)
+    n = math.log(1 - min(aim / span, 0.999)) / math.log(1 - fraction)
+    return level, int(min(cfg.max_train, max(1, round(n))))
+
+
+def _seen_fraction(before: float, after: float, limit: float, n: int) -> float | None:
+    """The per-pulse fraction a train of n pulses showed, if it moved the right way."""
+    ratio = (limit - after) / (limit - before)
+    if not 0 < ratio < 1:
+        return None
+    return 1 - ratio ** (1 / n)
+
+

@@ -1,0 +1,209 @@
+"""A station opened for a run: its instruments behind the safety guard.
+
+The rig opens every instrument a station file names (directly on its VISA
+resource, or as a TSP-Link node through its master's connection), puts the
+guard in front of them, knows the wiring (which matrix crosspoint joins which
+bus to which chip pin) and ends safe: :meth:`Rig.safe_shutdown` turns every
+output off, checks it is off, and opens every relay, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from pymeasure.adapters import VISAAdapter
+
+from drivers.k707b import Keithley707B
+from drivers.k2600 import Keithley2600, measure_currents
+from labctl.safety import Guard, GuardedChannel, GuardedMatrix
+from labctl.station import GROUND, Station, parse_pin, resolve_library
+
+log = logging.getLogger("labctl.run")
+
+VISA_TIMEOUT_MS = 10_000
+
+
+class Rig:
+    """The instruments, wiring and guard of one station, opened."""
+
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.limits = station.limits
+        self.drivers: dict[str, Any] = {}
+        self._adapters: list[Any] = []
+        self._open_instruments()
+        bus_of = {end: row for row, end in station.wiring.buses.items() if end != GROUND}
+        self.guard = Guard(station.limits, bus_of)
+        self.channels = {
+            name: GuardedChannel(name, self._driver_channel(name), self.guard)
+            for name in bus_of
+        }
+        matrix_name = station.wiring.matrix
+        self.matrix = GuardedMatrix(matrix_name, self.drivers[matrix_name], self.guard)
+        self._pins = station.pin_channels()
+        self._lines: dict[str, Any] = {}
+
+    # Opening
+
+    def _open_instruments(self) -> None:
+        specs = self.station.instruments
+        masters = [n for n, s in specs.items() if s.via is None]
+        for name in masters:
+            spec = specs[name]
+            adapter = VISAAdapter(
+                spec.resource,
+                visa_library=resolve_library(self.station, name),
+                read_termination="\n",
+                write_termination="\n",
+                timeout=VISA_TIMEOUT_MS,
+            )
+            self._adapters.append(adapter)
+            self.drivers[name] = _driver_class(spec.model)(
+                adapter, name=name, model=spec.model, node=spec.node
+            )
+        for name, spec in specs.items():
+            if spec.via is None:
+                continue
+            master = self.drivers[spec.via]
+            self.drivers[name] = _driver_class(spec.model)(
+                master.adapter,
+                name=name,
+                model=spec.model,
+                node=spec.node,
+                connection=master.connection,
+            )
+        log.info("opened %d instruments of station %s", len(self.drivers), self.station.name)
+
+    def _driver_channel(self, channel: str) -> Any:
+        inst, _, ch = channel.partition(".")
+        return getattr(self.drivers[inst], ch)
+
+    def identities(self) -> dict[str, dict[str, str]]:
+        return {name: drv.identity() for name, drv in self.drivers.items()}
+
+    # Wiring
+
+    def smu(self, channel: str) -> GuardedChannel:
+        try:
+            return self.channels[channel]
+        except KeyError:
+            raise KeyError(f"{channel} is not an SMU channel wired on this station") from None
+
+    def bus_of(self, channel: str) -> str:
+        return self.station.bus_of(channel)
+
+    @property
+    def ground_bus(self) -> str:
+        return self.station.ground_bus
+
+    def crosspoint(self, pin: str, bus: str) -> str:
+        """The matrix channel that joins ``bus`` (a row letter) to ``pin``."""
+        try:
+            slot, column = self._pins[pin]
+        except KeyError:
+            raise KeyError(f"pin {pin} is not wired to the matrix") from None
+        return f"{slot}{bus}{column:02d}"
+
+    def array_pins(self, array: str) -> tuple[list[str], list[str]]:
+        """The wired row pins and column pins of an array, in line order."""
+        rows: dict[int, str] = {}
+        cols: dict[int, str] = {}
+        for pin in self._pins:
+            name, kind, index = parse_pin(pin)
+            if name == array:
+                (rows if kind == "row" else cols)[index] = pin
+        if not rows or not cols:
+            raise KeyError(f"array {array} has no wired rows or columns on this station")
+        return [rows[i] for i in sorted(rows)], [cols[j] for j in sorted(cols)]
+
+    def lines(self, array: str) -> Any:
+        """The one record of which bus each wired line of ``array`` is on."""
+        from labctl.engine.lines import ArrayLines
+
+        if array not in self._lines:
+            self._lines[array] = ArrayLines(self, array)
+        return self._lines[array]
+
+    def array_shape(self, array: str) -> tuple[int, int]:
+        chip = self.station.chip_spec
+        assert chip is not None
+        spec = chip.arrays[array]
+        return spec.rows, spec.cols
+
+    # Traffic
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send the settings made inside as few bus messages as possible."""
+        with contextlib.ExitStack() as stack:
+            for conn in self._connections():
+                stack.enter_context(conn.batch())
+            yield
+
+    def _connections(self) -> list[Any]:
+        seen: dict[int, Any] = {}
+        for drv in self.drivers.values():
+            conn = drv.connection
+            seen.setdefault(id(conn), conn)
+        return list(seen.values())
+
+    def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
+        """Read several channels at one instant, with one query per connection."""
+        return np.asarray(measure_currents([ch.driver for ch in channels]), dtype=float)
+
+    def predicted_bench_s(self) -> float | None:
+        """The simulated bench's clock: what the run would take on real instruments."""
+        lib = resolve_library(self.station, next(iter(self.station.instruments)))
+        if not lib.endswith("@labsim"):
+            return None
+        from simulator.bench import bench_for
+
+        return float(bench_for(lib.rpartition("@")[0]).now_s)
+
+    # Ending
+
+    def safe_shutdown(self, reason: str | None = None) -> list[str]:
+        """Outputs off (checked), then every relay open. Never raises.
+
+        ``reason`` names the fault that ended the run, if any: the safe end is
+        then logged at WARNING, an orderly one at INFO. Returns the problems
+        met, each logged at WARNING.
+        """
+        problems: list[str] = []
+        for name, channel in self.channels.items():
+            try:
+                channel.force_off()
+                if channel.driver.output_enabled:
+                    problems.append(f"{name}: output still reports on after turning it off")
+            except Exception as exc:  # noqa: BLE001 - a safe end must go on
+                problems.append(f"{name}: could not turn the output off: {exc}")
+        try:
+            self.matrix.force_open_all()
+            for lines in self._lines.values():
+                lines.forget()
+            left = self.matrix.closed_channels()
+            if left:
+                problems.append(f"{self.matrix.name}: relays still closed: {';'.join(left)}")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{self.matrix.name}: could not open the relays: {exc}")
+        for problem in problems:
+            log.warning("safe end: %s", problem)
+        if not problems:
+            level = logging.WARNING if reason else logging.INFO
+            log.log(level, "safe end%s: outputs off and relays open on %s",
+                    f" after {reason}" if reason else "", self.station.name)
+        return problems
+
+    def close(self) -> None:
+        self.safe_shutdown()
+        for adapter in self._adapters:
+            with contextlib.suppress(Exception):
+                adapter.close()
+
+
+def _driver_class(model: str) -> type:
+    return Keithley707B if model in ("707B", "708B") else Keithley2600

@@ -1,0 +1,93 @@
+"""One attention head of all-MiniLM-L6-v2 with its projections on the chip.
+
+Programs the head's query, key and value projections tile by tile into the
+array by write-verify, multiplies every token of the committed sentences on
+the chip, finishes the head on the host, and compares it with the same head
+in float64. One point per token; one inference result per sentence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+
+from labctl.engine.attention import PLACEMENT, HeadConfig, OnChipHead
+from labctl.engine.mac import MacConfig
+from labctl.engine.writeverify import WriteVerifyConfig
+from labctl.station import Limits
+from labctl.workload import load_extract
+from procedures.base import LabProcedure
+from procedures.program_map import summarize
+
+
+class AttentionHead(LabProcedure):
+    NAME = "attention_head"
+
+    array = Parameter("Array", default="A0")
+    head = IntegerParameter("Head", minimum=0, maximum=11, default=0)
+    sentences = IntegerParameter("Sentences (0 for all)", minimum=0, maximum=10_000, default=0)
+    bits = IntegerParameter("Input bits", minimum=1, maximum=12, default=6)
+    tolerance = FloatParameter("Write-verify tolerance", minimum=1e-4, maximum=0.5,
+                               default=0.02)
+    read_voltage = FloatParameter("Read voltage", units="V", minimum=1e-3, maximum=210,
+                                  default=0.2)
+    g_low = FloatParameter("Zero-weight conductance", units="S", minimum=1e-9,
+                           maximum=1, default=15e-6)
+    g_high = FloatParameter("Largest-weight conductance", units="S", minimum=1e-9,
+                            maximum=1, default=85e-6)
+
+    DATA_COLUMNS = ["Sentence", "Token", "Cosine", "Cosine q", "Cosine k", "Cosine v"]
+
+    def check(self, limits: Limits) -> None:
+        self.require(self.read_voltage <= limits.max_read_voltage_v,
+                     f"attention_head: read_voltage = {self.read_voltage:g} V exceeds "
+                     f"the chip's max_read_voltage_v of {limits.max_read_voltage_v:g} V")
+        self.require(self.g_low < self.g_high, "attention_head: g_low must be below g_high")
+
+    def config(self) -> HeadConfig:
+        return HeadConfig(
+            head=self.head, array=self.array,
+            sentences=self.sentences or None,
+            g_low_s=self.g_low, g_high_s=self.g_high,
+            write=WriteVerifyConfig(tolerance=self.tolerance,
+                                    read_voltage_v=self.read_voltage),
+            mac=MacConfig(bits=self.bits, read_voltage_v=self.read_voltage),
+        )
+
+    def startup(self) -> None:
+        self.engine = OnChipHead(self.rig, load_extract(), self.config())
+
+    def execute(self) -> None:
+        engine = self.engine
+        total = len(engine.tiles)
+        done = [0]
+
+        def on_tile(tile, logs) -> None:
+            done[0] += 1
+            programmed = np.array([[e.final_s for e in logs]]).reshape(-1)
+            self.sink.add_map(self.array, f"tile-{tile.index}",
+                              programmed.reshape(tile.targets_s.shape), self.read_voltage)
+            self.progress(done[0], total)
+
+        _, result = engine.run(on_tile=on_tile)
+        for s in result.sentences:
+            for t, cos in enumerate(s.cosine_context):
+                self.emit("results", {
+                    "Sentence": s.index, "Token": t, "Cosine": float(cos),
+                    "Cosine q": float(s.cosine_qkv[0]), "Cosine k": float(s.cosine_qkv[1]),
+                    "Cosine v": float(s.cosine_qkv[2]),
+                })
+            self.sink.add_result(s.index, s.text, {
+                "cosine_mean": float(s.cosine_context.mean()),
+                "cosine_min": float(s.cosine_context.min()),
+                "cosine_qkv": s.cosine_qkv.tolist(),
+                "top1_agreement": s.top1_agreement,
+            })
+        cos = result.token_cosines
+        self.summary.update({
+            "tokens": int(cos.size), "sentences": len(result.sentences),
+            "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
+            "top1_agreement": float(np.mean([s.top1_agreement for s in result.sentences])),
+            "tiles": result.tiles, "mac_rounds": result.mac_rounds,
+            "placement": PLACEMENT, "programming": summarize(result.cells),
+        })

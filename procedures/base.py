@@ -1,0 +1,69 @@
+"""The base of every labctl procedure.
+
+A labctl procedure is a pymeasure :class:`~pymeasure.experiment.Procedure`:
+its Parameters, ``DATA_COLUMNS``, ``emit`` and ``should_stop`` work with
+pymeasure's own tools. The runner gives it ``self.rig`` (the station's
+instruments behind the safety guard) and ``self.sink`` (where maps and
+results beyond the data columns are stored) before ``startup``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from pymeasure.experiment import Procedure
+
+from labctl.station import Limits
+
+if TYPE_CHECKING:
+    from labctl.rig import Rig
+
+
+class ParameterError(ValueError):
+    """A procedure parameter that cannot be used, in one line."""
+
+
+class Sink(Protocol):
+    def add_map(
+        self, array: str, kind: str, values_s: np.ndarray, read_voltage_v: float | None
+    ) -> None: ...
+
+    def add_result(self, item: int, label: str, metrics: dict[str, Any]) -> None: ...
+
+
+class _NullSink:
+    def add_map(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_result(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LabProcedure(Procedure):
+    """A procedure run on a station's rig."""
+
+    #: Name on the command line (``labctl run NAME``).
+    NAME = ""
+
+    rig: Rig
+    sink: Sink = _NullSink()
+    summary: dict[str, Any]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.summary = {}
+
+    def check(self, limits: Limits) -> None:
+        """Refuse parameters the chip's limits do not allow, before any output.
+
+        Subclasses add their own checks; raise :class:`ParameterError`.
+        """
+
+    def progress(self, done: int, total: int) -> None:
+        self.emit("progress", 100.0 * done / max(total, 1))
+
+    @staticmethod
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ParameterError(message)

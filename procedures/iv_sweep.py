@@ -1,0 +1,108 @@
+"""Bipolar DC I–V sweep of one cell under a compliance.
+
+The selected row is on the drive channel, the selected column on a sense
+channel at 0 V, the other rows on ground and the other columns on the bias
+channel, which follows V/2. Cells of the selected row see V/2 and every other
+cell at most V/2 in magnitude, below the switching thresholds, while the sense
+channel measures the selected cell's current alone.
+
+The sweep goes 0 → ``v_max`` → 0 → ``v_min`` → 0 for each cycle: a SET on
+the positive branch and a RESET on the negative one show as a hysteresis loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+
+from labctl.station import Limits
+from procedures.base import LabProcedure
+
+
+class IVSweep(LabProcedure):
+    NAME = "iv_sweep"
+
+    array = Parameter("Array", default="A0")
+    row = IntegerParameter("Row", minimum=0, maximum=4095, default=0)
+    col = IntegerParameter("Column", minimum=0, maximum=4095, default=0)
+    v_max = FloatParameter("Maximum voltage", units="V", minimum=0, maximum=210, default=1.2)
+    v_min = FloatParameter("Minimum voltage", units="V", minimum=-210, maximum=0, default=-1.2)
+    step = FloatParameter("Voltage step", units="V", minimum=1e-4, maximum=10, default=0.02)
+    compliance = FloatParameter("Compliance", units="A", minimum=1e-9, maximum=1.5, default=2e-4)
+    settle = FloatParameter("Settling time", units="s", minimum=0, maximum=10, default=1e-3)
+    cycles = IntegerParameter("Cycles", minimum=1, maximum=1000, default=1)
+
+    DATA_COLUMNS = ["Cycle", "Voltage (V)", "Current (A)", "Compliance"]
+
+    def check(self, limits: Limits) -> None:
+        for name in ("v_max", "v_min"):
+            level = getattr(self, name)
+            self.require(
+                abs(level) <= limits.max_voltage_v,
+                f"iv_sweep: {name} = {level:g} V exceeds the chip's max_voltage_v "
+                f"of {limits.max_voltage_v:g} V",
+            )
+        self.require(
+            self.compliance <= limits.max_compliance_a,
+            f"iv_sweep: compliance = {self.compliance:g} A exceeds the chip's "
+            f"max_compliance_a of {limits.max_compliance_a:g} A",
+        )
+
+    def levels(self) -> np.ndarray:
+        """One cycle's levels: 0 → v_max → 0 → v_min → 0."""
+
+        def leg(a: float, b: float) -> np.ndarray:
+            n = max(1, int(round(abs(b - a) / self.step)))
+            return np.linspace(a, b, n + 1)[1:]
+
+        return np.concatenate([
+            [0.0], leg(0, self.v_max), leg(self.v_max, 0),
+            leg(0, self.v_min), leg(self.v_min, 0),
+        ])
+
+    def startup(self) -> None:
+        rig = self.rig
+        roles = rig.station.roles
+        self.drive = rig.smu(roles.drive)
+        self.bias = rig.smu(roles.bias)
+        self.sense = rig.smu(roles.sense[0])
+        lines = rig.lines(self.array)
+        self.require(self.row < lines.n_rows and self.col < lines.n_cols,
+                     f"iv_sweep: cell ({self.row}, {self.col}) is not wired on array "
+                     f"{self.array} ({lines.n_rows} x {lines.n_cols} wired lines)")
+        limit = rig.limits.max_compliance_a
+        with rig.batch():
+            for ch, lim in ((self.drive, limit), (self.bias, limit),
+                            (self.sense, self.compliance)):
+                ch.output_enabled = False
+                ch.source_voltage = 0.0
+                ch.current_limit = lim
+            lines.select(self.row, self.col, rig.bus_of(roles.drive),
+                         rig.bus_of(roles.sense[0]), rig.ground_bus,
+                         rig.bus_of(roles.bias))
+            for ch in (self.drive, self.bias, self.sense):
+                ch.output_enabled = True
+
+    def execute(self) -> None:
+        levels = self.levels()
+        total = self.cycles * len(levels)
+        done = 0
+        for cycle in range(self.cycles):
+            for level in levels:
+                with self.rig.batch():
+                    self.drive.source_voltage = float(level)
+                    self.bias.source_voltage = float(level) / 2
+                    current = -self.sense.measure_current()
+                tripped = abs(current) >= 0.999 * self.compliance
+                self.emit("results", {
+                    "Cycle": cycle, "Voltage (V)": float(level),
+                    "Current (A)": current, "Compliance": int(tripped),
+                })
+                done += 1
+                self.progress(done, total)
+                if self.should_stop():
+                    return
+        self.summary.update(self._figures(levels))
+
+    def _figures(self, levels: np.ndarray) -> dict[str, float]:
+        return {"points": int(self.cycles * len(levels))}

@@ -1,0 +1,123 @@
+"""Write-verify of a target conductance map into an array.
+
+The targets come from a ``.npy`` file (siemens, rows × columns of the wired
+lines) or from a named pattern between ``g_low`` and ``g_high``:
+``checkerboard``, ``gradient`` or ``random``. Each cell's programming log
+(pulses, rounds, final conductance, error, converged, stuck) is one point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+
+from labctl.engine.lines import ArrayLines
+from labctl.engine.writeverify import CellLog, WriteVerify, WriteVerifyConfig
+from labctl.station import Limits
+from procedures.base import LabProcedure, ParameterError
+
+PATTERNS = ("checkerboard", "gradient", "random")
+
+
+class ProgramMap(LabProcedure):
+    NAME = "program_map"
+
+    array = Parameter("Array", default="A0")
+    targets = Parameter("Targets (pattern or .npy file)", default="gradient")
+    g_low = FloatParameter("Low target", units="S", minimum=1e-9, maximum=1, default=20e-6)
+    g_high = FloatParameter("High target", units="S", minimum=1e-9, maximum=1, default=80e-6)
+    tolerance = FloatParameter("Relative tolerance", minimum=1e-4, maximum=0.5, default=0.02)
+    set_voltage = FloatParameter("SET pulse", units="V", minimum=0, maximum=210, default=1.2)
+    reset_voltage = FloatParameter("RESET pulse", units="V", minimum=-210, maximum=0,
+                                   default=-1.1)
+    pulse_width = FloatParameter("Pulse width", units="s", minimum=1e-7, maximum=1,
+                                 default=10e-6)
+    read_voltage = FloatParameter("Read voltage", units="V", minimum=1e-3, maximum=210,
+                                  default=0.2)
+    max_rounds = IntegerParameter("Rounds per cell", minimum=1, maximum=1000, default=12)
+    seed = IntegerParameter("Seed of the random pattern", minimum=0, default=0)
+
+    DATA_COLUMNS = ["Row", "Column", "Target (S)", "Conductance (S)", "Error",
+                    "Pulses", "Rounds", "Converged", "Stuck"]
+
+    def check(self, limits: Limits) -> None:
+        for name in ("set_voltage", "reset_voltage"):
+            level = getattr(self, name)
+            self.require(abs(level) <= limits.max_voltage_v,
+                         f"program_map: {name} = {level:g} V exceeds the chip's "
+                         f"max_voltage_v of {limits.max_voltage_v:g} V")
+        self.require(self.read_voltage <= limits.max_read_voltage_v,
+                     f"program_map: read_voltage = {self.read_voltage:g} V exceeds the "
+                     f"chip's max_read_voltage_v of {limits.max_read_voltage_v:g} V")
+        self.require(self.g_low < self.g_high,
+                     "program_map: g_low must be below g_high")
+        if self.targets not in PATTERNS and not Path(self.targets).is_file():
+            raise ParameterError(
+                f"program_map: targets = {self.targets!r} is neither a pattern "
+                f"({', '.join(PATTERNS)}) nor an existing .npy file"
+            )
+
+    def target_map(self, rows: int, cols: int) -> np.ndarray:
+        if self.targets == "checkerboard":
+            board = (np.add.outer(np.arange(rows), np.arange(cols)) % 2).astype(float)
+        elif self.targets == "gradient":
+            board = np.add.outer(np.arange(rows) / max(rows - 1, 1),
+                                 np.arange(cols) / max(cols - 1, 1)) / 2
+        elif self.targets == "random":
+            board = np.random.default_rng(self.seed).random((rows, cols))
+        else:
+            loaded = np.load(self.targets)
+            if loaded.shape != (rows, cols):
+                raise ParameterError(
+                    f"program_map: {self.targets} holds a {loaded.shape} map; the wired "
+                    f"lines of {self.array} are {rows} x {cols}"
+                )
+            return loaded.astype(float)
+        return self.g_low + board * (self.g_high - self.g_low)
+
+    def startup(self) -> None:
+        config = WriteVerifyConfig(
+            tolerance=self.tolerance, set_voltage_v=self.set_voltage,
+            reset_voltage_v=self.reset_voltage, width_s=self.pulse_width,
+            gap_s=self.pulse_width, read_voltage_v=self.read_voltage,
+            max_rounds=self.max_rounds,
+        )
+        self.writer = WriteVerify(self.rig, self.array, config)
+
+    def execute(self) -> None:
+        lines: ArrayLines = self.writer.lines
+        targets = self.target_map(lines.n_rows, lines.n_cols)
+        self.sink.add_map(self.array, "target", targets, None)
+        final = np.full(targets.shape, np.nan)
+        total = targets.size
+
+        def on_cell(entry: CellLog) -> None:
+            final[entry.row, entry.col] = entry.final_s
+            self.emit("results", {
+                "Row": entry.row, "Column": entry.col, "Target (S)": entry.target_s,
+                "Conductance (S)": entry.final_s, "Error": entry.error,
+                "Pulses": entry.pulses, "Rounds": entry.rounds,
+                "Converged": int(entry.converged), "Stuck": int(entry.stuck),
+            })
+            self.progress(int(np.isfinite(final).sum()), total)
+
+        logs = self.writer.program(targets, on_cell=on_cell)
+        self.sink.add_map(self.array, "programmed", final, self.read_voltage)
+        self.summary.update(summarize(logs))
+
+
+def summarize(logs: list[CellLog]) -> dict[str, float]:
+    """Cells, pulses and convergence of a list of cell logs."""
+    if not logs:
+        return {"cells": 0}
+    errors = np.array([abs(e.error) for e in logs])
+    return {
+        "cells": len(logs),
+        "pulses": int(sum(e.pulses for e in logs)),
+        "mean_pulses_per_cell": float(np.mean([e.pulses for e in logs])),
+        "converged_fraction": float(np.mean([e.converged for e in logs])),
+        "stuck_cells": int(sum(e.stuck for e in logs)),
+        "median_abs_error": float(np.median(errors)),
+    }

@@ -1,0 +1,934 @@
+"""The simulated bench: one chip, its wiring and every simulated instrument.
+
+A :class:`Bench` is built from a bench file (``data/benches/*.yaml``). It
+holds the chip (one :class:`~simulator.device.CellArray` per array of the
+chip file), the wiring of the station file (SMU channels and ground on the
+switch matrix's rows, chip pins on its columns), one simulated instrument per
+station instrument, and the virtual clock :attr:`Bench.now_s`.
+
+The circuit follows the instruments' state. A closed crosspoint
+``{slot}{row}{col:02d}`` joins bus ``row`` to the chip pin on ``(slot, col)``;
+lines and buses tied together form nets. A net whose SMU channel has its
+output on is driven at the channel's level (a voltage, or a current in the
+current-source function or in compliance), a net on the ``ground`` bus is at
+0 V, and any other net floats. An SMU whose output is off is an open circuit
+(high impedance) here: it neither drives nor loads its net, and reads the
+net's voltage. Two sources on one net (two channels, or a channel and ground)
+are a short: both report compliance and the bench logs a warning.
+
+Time passes only when an instrument charges it (:meth:`Bench.advance`).
+While a source is on, the cells evolve under the noise-free voltages the
+sources and relays put across them; the evolution is applied lazily, in one
+step per unchanged configuration, just before the configuration changes or a
+measurement needs the cells' state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labctl.station import (
+    GROUND,
+    ConfigError,
+    Station,
+    load_station,
+    parse_pin,
+    read_yaml,
+)
+from simulator.circuit import cell_voltages, solve
+from simulator.device import CellArray, DevicePreset
+
+if TYPE_CHECKING:
+    from simulator.instruments.k707b import K707B
+    from simulator.tsp import TspInstrument
+
+log = logging.getLogger("simulator.bench")
+
+BENCH_KEYS = ("station", "seed", "device", "stuck_fraction", "timing")
+"""The keys a bench file may hold."""
+
+COMPLIANCE_ROUNDS = 4
+"""Solves at most per reading while sources enter or leave compliance."""
+
+NET_CACHE_SIZE = 256
+"""Relay patterns whose net structure is kept."""
+
+EVENT_LIMIT = 100_000
+"""Level events kept in :attr:`Bench.events` (the oldest are dropped)."""
+
+_NOISE_BLOCK = 4096
+_LIMIT_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Durations the simulated instruments charge to the bench clock.
+
+    Figures marked unverified are plausible values, not taken from a manual;
+    a bench file may replace any of them under ``timing:``.
+
+    Attributes
+    ----------
+    line_frequency_hz : float
+        Power line frequency of every instrument after reset, Hz; one NPLC
+        lasts ``1 / line_frequency_hz``.
+    measure_overhead_s : float
+        Time a 2600B spends per reading besides integration, s (unverified).
+    relay_operate_s : float
+        Operate (settling) time of a 7174A relay switching phase, s
+        (unverified).
+    bus_latency_s : float
+        Time one message takes on the bus, charged by the transport, s
+        (unverified; 1 ms is a GPIB figure).
+    """
+
+    line_frequency_hz: float = 60.0
+    measure_overhead_s: float = 1.0e-4
+    relay_operate_s: float = 3.0e-3
+    bus_latency_s: float = 1.0e-3
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{field.name}: {value!r} is not a number")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{field.name}: {value} must be a finite value >= 0")
+            object.__setattr__(self, field.name, float(value))
+        if self.line_frequency_hz not in (50.0, 60.0):
+            raise ValueError(
+                f"line_frequency_hz: {self.line_frequency_hz} must be 50 or 60"
+            )
+
+
+class SourceState:
+    """What one SMU channel puts on its bus.
+
+    Attributes
+    ----------
+    channel : str
+        ``"<instrument>.<smua|smub>"``.
+    output : bool
+        Whether the output is on.
+    volts : bool
+        True for the voltage-source function, False for current source.
+    level_v, level_a : float
+        Programmed voltage (V) and current (A) levels.
+    limit_v, limit_a : float
+        Voltage (V) and current (A) limits (compliance).
+    """
+
+    __slots__ = (
+        "channel",
+        "output",
+        "volts",
+        "level_v",
+        "level_a",
+        "limit_v",
+        "limit_a",
+    )
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.output = False
+        self.volts = True
+        self.level_v = 0.0
+        self.level_a = 0.0
+        self.limit_v = 20.0
+        self.limit_a = 0.1
+
+    @property
+    def level(self) -> float:
+        """The programmed level of the present function, V or A."""
+        return self.level_v if self.volts else self.level_a
+
+
+class _Nets:
+    """Net structure of one relay pattern."""
+
+    __slots__ = ("n_nets", "lines", "channel_net", "ground_net")
+
+    def __init__(
+        self,
+        n_nets: int,
+        lines: list[tuple[np.ndarray, np.ndarray]],
+        channel_net: dict[str, int],
+        ground_net: int,
+    ) -> None:
+        self.n_nets = n_nets
+        self.lines = lines
+        self.channel_net = channel_net
+        self.ground_net = ground_net
+
+
+class _Drive:
+    """The sources of one configuration, per net."""
+
+    __slots__ = ("nets", "fixed_v", "inject_a", "singles", "shorts", "span_v", "fed")
+
+    def __init__(self, nets: _Nets) -> None:
+        self.nets = nets
+        self.fixed_v = np.empty(0)
+        self.inject_a = np.empty(0)
+        self.singles: list[tuple[int, SourceState]] = []
+        self.shorts: dict[str, tuple[float, float]] = {}
+        self.span_v = 0.0
+        self.fed = False
+
+
+class _Solution:
+    """Every channel's (voltage, current, compliance) for one set of cells."""
+
+    __slots__ = ("results", "net_v", "version", "epoch", "time_s", "taken")
+
+    def __init__(
+        self,
+        results: dict[str, tuple[float, float, bool]],
+        net_v: np.ndarray,
+        version: int,
+        epoch: int,
+    ) -> None:
+        self.results = results
+        self.net_v = net_v
+        self.version = version
+        self.epoch = epoch
+        self.time_s = 0.0
+        self.taken: set[str] = set()
+
+
+class Bench:
+    """The simulated whole: chip, wiring, instruments and the virtual clock.
+
+    Build it with :meth:`from_file`. Instruments change it through
+    :meth:`set_source`, :meth:`set_relays`, :meth:`advance` and
+    :meth:`measure`; tests read it through :attr:`arrays`,
+    :meth:`outputs_on`, :meth:`closed_relays`, :attr:`events` and
+    :attr:`max_abs_line_voltage_v`.
+
+    Parameters
+    ----------
+    station : Station
+        The station, loaded with its chip.
+    preset : DevicePreset
+        The device preset of every cell, with the bench's overrides.
+    seed : int
+        Seed of every random draw of the bench.
+    stuck_fraction : float
+        Fraction of cells stuck at their low or high state.
+    timing : Timing
+        Durations the instruments charge.
+    path : Path, optional
+        The bench file, for messages.
+
+    Attributes
+    ----------
+    now_s : float
+        The virtual clock, s since the bench was built: the predicted
+        duration of everything done on it.
+    arrays : dict of str to CellArray
+        The chip's arrays by name.
+    instruments : dict of str to TspInstrument
+        The simulated instruments by station name.
+    max_abs_line_voltage_v : float
+        Highest |V| any chip line saw while driven, V.
+    events : collections.deque of (float, str, float)
+        ``(time_s, channel, level)`` each time an output turns on or changes
+        level while on (V, or A in the current-source function); the last
+        :data:`EVENT_LIMIT`.
+    hot_switch_count : int
+        Relay operations made while a source was on at a non-zero level.
+    simultaneous_window_s : float
+        Readings of different channels taken within one message, with no
+        change in between and within this span of bench time, share one
+        solve and one read-noise sample of the cells, s.
+    """
+
+    def __init__(
+        self,
+        station: Station,
+        preset: DevicePreset,
+        seed: int = 0,
+        stuck_fraction: float = 0.0,
+        timing: Timing | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.station = station
+        self.preset = preset
+        self.seed = seed
+        self.timing = timing or Timing()
+        self.path = path
+        self.rng = np.random.default_rng(seed)
+        self._noise_rng = self.rng.spawn(1)[0]
+        self.now_s = 0.0
+        self.max_abs_line_voltage_v = 0.0
+        self.events: deque[tuple[float, str, float]] = deque(maxlen=EVENT_LIMIT)
+        self.hot_switch_count = 0
+        self.simultaneous_window_s = 0.25
+
+        self.arrays = self._build_chip(stuck_fraction)
+        self._sources: dict[str, SourceState] = {}
+        self._build_lines()
+        self._reset_state()
+        self.instruments = self._build_instruments()
+        self._build_relay_table()
+        self._resources = {
+            spec.resource: self.instruments[name]
+            for name, spec in station.instruments.items()
+            if spec.resource
+        }
+
+    # Construction.
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Bench:
+        """Build the bench a bench file describes.
+
+        Parameters
+        ----------
+        path : str or Path
+            The bench file. Its ``station:`` is relative to the file.
+        **overrides
+            Values that replace the file's keys (``seed``, ``device``,
+            ``stuck_fraction``, ``timing``, ``station``).
+
+        Raises
+        ------
+        labctl.station.ConfigError
+            One line naming the file and the key, for an unknown key, a bad
+            value, or a station, chip or preset that cannot be loaded.
+        """
+        path = Path(path)
+        data = read_yaml(path)
+        for origin, mapping in (("", data), (" (override)", overrides)):
+            unknown = sorted(set(mapping) - set(BENCH_KEYS))
+            if unknown:
+                raise ConfigError(
+                    f"{path}: {unknown[0]}{origin}: unknown key; "
+                    f"allowed: {', '.join(BENCH_KEYS)}"
+                )
+        data = {**data, **overrides}
+        station = _load_bench_station(path, data.get("station"))
+        seed = _bench_seed(path, data.get("seed", 0))
+        stuck = _bench_fraction(path, data.get("stuck_fraction", 0.0))
+        preset = _bench_preset(path, station, data.get("device") or {})
+        timing = _bench_timing(path, data.get("timing") or {})
+        return cls(station, preset, seed, stuck, timing, path)
+
+    def _build_chip(self, stuck_fraction: float) -> dict[str, CellArray]:
+        chip = self.station.chip_spec
+        assert chip is not None
+        return {
+            name: CellArray(spec.rows, spec.cols, self.preset, self.rng, stuck_fraction)
+            for name, spec in chip.arrays.items()
+        }
+
+    def _build_lines(self) -> None:
+        """Number every chip line; find the span of voltage no cell reacts to."""
+        self._line_offset: dict[str, int] = {}
+        offset = 0
+        for name, array in self.arrays.items():
+            self._line_offset[name] = offset
+            offset += array.rows + array.cols
+        self._n_lines = offset
+        safe = math.inf
+        for array in self.arrays.values():
+            free = ~(array.stuck_low | array.stuck_high)
+            if free.any():
+                lowest_set = float(array.v_set_cell_v[free].min())
+                highest_reset = float(array.v_reset_cell_v[free].max())
+                safe = min(safe, lowest_set, -highest_reset)
+        self._safe_span_v = safe
+
+    def _line_of_pin(self, pin: str) -> int:
+        array, kind, index = parse_pin(pin)
+        offset = self._line_offset[array]
+        return offset + (index if kind == "row" else self.arrays[array].rows + index)
+
+    def _build_instruments(self) -> dict[str, TspInstrument]:
+        from simulator.instruments import make_instrument
+
+        instruments = {
+            name: make_instrument(name, spec, self)
+            for name, spec in self.station.instruments.items()
+        }
+        for name, spec in self.station.instruments.items():
+            if spec.via is not None:
+                instruments[spec.via].link(instruments[name])
+        return instruments
+
+    def _build_relay_table(self) -> None:
+        """Map each crosspoint of the wiring matrix to (bus end, chip line)."""
+        wiring = self.station.wiring
+        self._matrix: K707B = self.instruments[wiring.matrix]  # type: ignore[assignment]
+        ends = sorted({end for end in wiring.buses.values()})
+        self._end_index = {end: i for i, end in enumerate(ends)}
+        self._ends = ends
+        pins = self.station.pin_channels()
+        line_at = {place: self._line_of_pin(pin) for pin, place in pins.items()}
+        table: list[tuple[int, int] | None] = []
+        wired_mask = 0
+        for index, (slot, row, column) in enumerate(self._matrix.coordinates):
+            end = wiring.buses.get(row)
+            line = line_at.get((slot, column))
+            if end is None or line is None:
+                table.append(None)
+                continue
+            table.append((self._end_index[end], line))
+            wired_mask |= 1 << index
+        self._relay_table = table
+        self._wired_mask = wired_mask
+
+    def _reset_state(self) -> None:
+        self._closed_mask = 0
+        self._wired_closed = 0
+        self._config_version = 0
+        self._state_version = 0
+        self._epoch = 0
+        self._pending_s = 0.0
+        self._quiet = True
+        self._live: set[str] = set()
+        self._nets_cache: OrderedDict[int, _Nets] = OrderedDict()
+        self._drive_cache: tuple[int, _Drive] | None = None
+        self._still_cache: _Solution | None = None
+        self._reading: _Solution | None = None
+        self._noise = self._noise_rng.standard_normal(_NOISE_BLOCK)
+        self._noise_at = 0
+        self._shorted: frozenset[tuple[str, ...]] = frozenset()
+
+    # Registry of sources and resources.
+
+    def register_source(self, channel: str) -> SourceState:
+        """Create the source state of an SMU channel (``"smu1.smua"``)."""
+        if channel in self._sources:
+            raise ValueError(f"SMU channel {channel} is registered twice")
+        state = SourceState(channel)
+        self._sources[channel] = state
+        return state
+
+    def resource(self, name: str) -> TspInstrument:
+        """The simulated instrument answering a VISA resource string.
+
+        Raises
+        ------
+        KeyError
+            If no instrument of the station has that resource.
+        """
+        instrument = self._resources.get(name)
+        if instrument is not None:
+            return instrument
+        wanted = _canonical_resource(name)
+        for resource, instrument in self._resources.items():
+            if _canonical_resource(resource) == wanted:
+                return instrument
+        raise KeyError(f"no instrument at {name} on the bench {self.path}")
+
+    def resources(self) -> list[str]:
+        """The VISA resource strings of the bench's instruments."""
+        return list(self._resources)
+
+    # Views for tests, logs and safety checks.
+
+    def outputs_on(self) -> list[str]:
+        """The SMU channels whose output is on."""
+        return [key for key, state in self._sources.items() if state.output]
+
+    def closed_relays(self) -> list[str]:
+        """The closed crosspoints of the wiring matrix, sorted (``"1A01"``)."""
+        return self._matrix.closed_names()
+
+    def source(self, channel: str) -> SourceState:
+        """The present source state of an SMU channel (read it, do not change it)."""
+        return self._sources[channel]
+
+    def set_cell_state(self, array: str, w: float | np.ndarray) -> None:
+        """Put an array's cells into state ``w`` (see ``CellArray.set_state``)."""
+        self._settle()
+        self.arrays[array].set_state(w)
+        self.cells_changed()
+
+    def cells_changed(self) -> None:
+        """Tell the bench that cells were changed from outside it."""
+        self._state_version += 1
+
+    # The clock.
+
+    def begin_message(self) -> None:
+        """Mark the start of one message to an instrument.
+
+        Readings of different channels within one message share a solve.
+        """
+        self._epoch += 1
+
+    def advance(self, dt_s: float) -> None:
+        """Let `dt_s` seconds of bench time pass under the present configuration."""
+        if dt_s < 0:
+            raise ValueError(f"time cannot run backwards: dt_s = {dt_s}")
+        self.now_s += dt_s
+        if not self._quiet:
+            self._pending_s += dt_s
+
+    # Changes made by the instruments.
+
+    def set_source(self, channel: str, **changes: Any) -> None:
+        """Change an SMU channel's source state (fields of :class:`SourceState`)."""
+        state = self._sources[channel]
+        if not (state.output or changes.get("output")):
+            for name, value in changes.items():
+                setattr(state, name, value)
+            return
+        self._settle()
+        for name, value in changes.items():
+            setattr(state, name, value)
+        self._config_changed()
+        live = self._live
+        if state.output and (state.level_v if state.volts else state.level_a):
+            live.add(channel)
+        else:
+            live.discard(channel)
+        self._quiet = not live
+        if state.output:
+            self.events.append((self.now_s, channel, state.level))
+            if state.volts and state.level_v:
+                self._record_level(state)
+
+    def set_relays(self, matrix: str, closed_mask: int) -> None:
+        """Set which crosspoints of a matrix are closed (one bit per crosspoint)."""
+        if matrix != self._matrix.name or closed_mask == self._closed_mask:
+            return
+        if not self._quiet:
+            self._settle()
+            self.hot_switch_count += 1
+            log.debug("relays switched with a source on at %.6g s", self.now_s)
+        self._closed_mask = closed_mask
+        wired = closed_mask & self._wired_mask
+        if wired == self._wired_closed:
+            return
+        self._wired_closed = wired
+        self._config_changed()
+        for channel in self._live:
+            self._record_level(self._sources[channel])
+
+    def _config_changed(self) -> None:
+        self._config_version += 1
+        self._state_version += 1
+
+    def _record_level(self, state: SourceState) -> None:
+        if state.volts and self._nets().channel_net.get(state.channel, -1) >= 0:
+            level = abs(state.level_v)
+            if level > self.max_abs_line_voltage_v:
+                self.max_abs_line_voltage_v = level
+
+    # Measurements.
+
+    def measure(self, channel: str) -> tuple[float, float, bool]:
+        """One reading of an SMU channel, with read and thermal noise.
+
+        Parameters
+        ----------
+        channel : str
+            ``"<instrument>.<smua|smub>"``.
+
+        Returns
+        -------
+        voltage_v : float
+            The channel's output voltage (its net's voltage), V.
+        current_a : float
+            The current the channel delivers into its net, A, with one sample
+            of the preset's thermal noise.
+        in_compliance : bool
+            Whether the channel is held at its limit (or shorted).
+        """
+        reading = self._reading
+        if (
+            reading is None
+            or reading.version != self._state_version
+            or reading.epoch != self._epoch
+            or channel in reading.taken
+            or self.now_s - reading.time_s > self.simultaneous_window_s
+        ):
+            self._settle()
+            reading = self._solution(noisy=True)
+            reading.time_s = self.now_s
+            self._reading = reading
+        reading.taken.add(channel)
+        voltage_v, current_a, limited = reading.results[channel]
+        return voltage_v, current_a + self._thermal_noise_a(), limited
+
+    def compliance(self, channel: str) -> bool:
+        """Whether an SMU channel is at its limit now (noise-free)."""
+        self._settle()
+        return self._still().results[channel][2]
+
+    def _thermal_noise_a(self) -> float:
+        at = self._noise_at
+        if at == _NOISE_BLOCK:
+            self._noise = self._noise_rng.standard_normal(_NOISE_BLOCK)
+            at = 0
+        self._noise_at = at + 1
+        return float(self._noise[at]) * self.preset.thermal_noise_a
+
+    # The circuit.
+
+    def _nets(self) -> _Nets:
+        key = self._wired_closed
+        cache = self._nets_cache
+        nets = cache.get(key)
+        if nets is None:
+            nets = cache[key] = self._build_nets(key)
+            if len(cache) > NET_CACHE_SIZE:
+                cache.popitem(last=False)
+        return nets
+
+    def _build_nets(self, wired_closed: int) -> _Nets:
+        """Group lines and bus ends tied by closed relays into nets."""
+        parent = list(range(len(self._ends)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        line_end: dict[int, int] = {}
+        table = self._relay_table
+        mask = wired_closed
+        while mask:
+            low = mask & -mask
+            end, line = table[low.bit_length() - 1]  # type: ignore[misc]
+            mask ^= low
+            other = line_end.setdefault(line, end)
+            if other != end:
+                parent[find(other)] = find(end)
+
+        group_net: dict[int, int] = {}
+        line_net = np.full(self._n_lines, -1, dtype=np.intp)
+        for line, end in line_end.items():
+            root = find(end)
+            net = group_net.setdefault(root, len(group_net))
+            line_net[line] = net
+        floating = line_net < 0
+        n_groups = len(group_net)
+        line_net[floating] = np.arange(n_groups, n_groups + int(floating.sum()))
+        n_nets = n_groups + int(floating.sum())
+
+        lines = []
+        for name, array in self.arrays.items():
+            start = self._line_offset[name]
+            rows = line_net[start : start + array.rows]
+            cols = line_net[start + array.rows : start + array.rows + array.cols]
+            lines.append((rows.copy(), cols.copy()))
+        end_net = {end: group_net.get(find(i), -1) for i, end in enumerate(self._ends)}
+        ground_net = end_net.pop(GROUND, -1)
+        return _Nets(n_nets, lines, end_net, ground_net)
+
+    def _drive(self) -> _Drive:
+        cached = self._drive_cache
+        if cached is not None and cached[0] == self._config_version:
+            return cached[1]
+        drive = self._build_drive(self._nets())
+        self._drive_cache = (self._config_version, drive)
+        return drive
+
+    def _build_drive(self, nets: _Nets) -> _Drive:
+        drive = _Drive(nets)
+        channel_net = nets.channel_net
+        on_net: dict[int, list[SourceState]] = {}
+        for state in self._sources.values():
+            if state.output:
+                net = channel_net.get(state.channel, -1)
+                if net >= 0:
+                    on_net.setdefault(net, []).append(state)
+        if nets.ground_net >= 0:
+            on_net.setdefault(nets.ground_net, [])
+
+        fixed_v = [math.nan] * nets.n_nets
+        inject_a = [0.0] * nets.n_nets
+        shorted = []
+        for net, states in on_net.items():
+            grounded = net == nets.ground_net
+            if len(states) + grounded > 1:
+                fixed_v[net] = self._short(drive, states, grounded)
+                shorted.append(tuple(s.channel for s in states) + (GROUND,) * grounded)
+            elif grounded:
+                fixed_v[net] = 0.0
+            else:
+                state = states[0]
+                drive.singles.append((net, state))
+                if state.volts:
+                    fixed_v[net] = state.level_v
+                else:
+                    inject_a[net] = state.level_a
+                    drive.fed = True
+        if shorted or self._shorted:
+            self._warn_shorts(frozenset(shorted))
+
+        levels = [v for v in fixed_v if v == v]  # NaN is the only value != itself
+        if levels:
+            drive.span_v = max(max(levels), 0.0) - min(min(levels), 0.0)
+        drive.fixed_v = np.array(fixed_v)
+        drive.inject_a = np.array(inject_a)
+        return drive
+
+    @staticmethod
+    def _short(drive: _Drive, states: list[SourceState], grounded: bool) -> float:
+        """Voltage of a shorted net; each source on it is held at its limit."""
+        levels = [s.level_v for s in states if s.volts]
+        net_v = 0.0 if grounded or not levels else sum(levels) / len(levels)
+        for state in states:
+            if state.volts:
+                current = state.limit_a if state.level_v >= net_v else -state.limit_a
+                drive.shorts[state.channel] = (net_v, current)
+            else:
+                drive.shorts[state.channel] = (net_v, state.level_a)
+        return net_v
+
+    def _warn_shorts(self, shorted: frozenset[tuple[str, ...]]) -> None:
+        for group in shorted - self._shorted:
+            log.warning(
+                "short circuit: %s on one net at %.6g s; each source held at its limit",
+                " and ".join(group),
+                self.now_s,
+            )
+        self._shorted = shorted
+
+    def _still(self) -> _Solution:
+        """The noise-free solution of the present state (cached)."""
+        still = self._still_cache
+        if still is None or still.version != self._state_version:
+            still = self._still_cache = self._solution(noisy=False)
+        return still
+
+    def _solution(self, noisy: bool) -> _Solution:
+        drive = self._drive()
+        if self._quiet or not (drive.singles or drive.shorts):
+            # Every source is at 0 (or none reaches the chip): nothing flows.
+            fixed_v, inject_a = drive.fixed_v, drive.inject_a
+            net_v = np.where(np.isnan(fixed_v), 0.0, fixed_v)
+            source_i = np.zeros(drive.nets.n_nets)
+            limited: set[int] = set()
+        else:
+            if noisy:
+                conductances = [a.read_conductance() for a in self.arrays.values()]
+            else:
+                conductances = [a.conductance_s for a in self.arrays.values()]
+            net_v, source_i, fixed_v, inject_a, limited = self._solve(
+                drive, conductances
+            )
+        results = self._results(drive, net_v, source_i, inject_a, limited)
+        return _Solution(results, net_v, self._state_version, self._epoch)
+
+    def _solve(
+        self, drive: _Drive, conductances: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
+        """Solve the circuit, moving sources into and out of compliance.
+
+        Returns the net voltages, the voltage sources' currents, the fixed
+        voltages and injected currents finally used, and the nets whose
+        source is held at its limit.
+        """
+        nets = drive.nets
+        arrays = [(g, r, c) for g, (r, c) in zip(conductances, nets.lines, strict=True)]
+        fixed_v, inject_a = drive.fixed_v, drive.inject_a
+        limited: set[int] = set()
+        for _ in range(COMPLIANCE_ROUNDS):
+            net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
+            moves = _compliance_moves(drive.singles, net_v, source_i, inject_a, limited)
+            if not moves:
+                break
+            if fixed_v is drive.fixed_v:
+                fixed_v, inject_a = fixed_v.copy(), inject_a.copy()
+            for net, fixed, inject in moves:
+                fixed_v[net], inject_a[net] = fixed, inject
+                limited.symmetric_difference_update((net,))
+        self._record_fed(drive, net_v, limited)
+        return net_v, source_i, fixed_v, inject_a, limited
+
+    def _record_fed(self, drive: _Drive, net_v: np.ndarray, limited: set[int]) -> None:
+        fed = [net for net, state in drive.singles if not state.volts or net in limited]
+        if fed:
+            level = float(np.abs(net_v[fed]).max())
+            if level > self.max_abs_line_voltage_v:
+                self.max_abs_line_voltage_v = level
+
+    def _results(
+        self,
+        drive: _Drive,
+        net_v: np.ndarray,
+        source_i: np.ndarray,
+        inject_a: np.ndarray,
+        limited: set[int],
+    ) -> dict[str, tuple[float, float, bool]]:
+        channel_net = drive.nets.channel_net
+        results: dict[str, tuple[float, float, bool]] = {}
+        for key, state in self._sources.items():
+            net = channel_net.get(key, -1)
+            if not state.output:
+                results[key] = (float(net_v[net]) if net >= 0 else 0.0, 0.0, False)
+            elif key in drive.shorts:
+                voltage_v, current_a = drive.shorts[key]
+                results[key] = (voltage_v, current_a, True)
+            elif net < 0:
+                results[key] = _open_circuit(state)
+            elif net in limited:
+                # A voltage source held at its current limit feeds a current;
+                # a current source held at its voltage limit drives a voltage.
+                current = inject_a[net] if state.volts else source_i[net]
+                results[key] = (float(net_v[net]), float(current), True)
+            elif state.volts:
+                results[key] = (state.level_v, float(source_i[net]), False)
+            else:
+                results[key] = (float(net_v[net]), state.level_a, False)
+        return results
+
+    def _settle(self) -> None:
+        """Apply the evolution of the cells under the time not yet applied."""
+        duration_s = self._pending_s
+        if duration_s == 0.0:
+            return
+        self._pending_s = 0.0
+        drive = self._drive()
+        if not drive.fed and drive.span_v < self._safe_span_v:
+            return
+        net_v = self._still().net_v
+        for array, (rows, cols) in zip(
+            self.arrays.values(), drive.nets.lines, strict=True
+        ):
+            array.evolve(cell_voltages(net_v, rows, cols), duration_s)
+        self.cells_changed()
+
+
+def _compliance_moves(
+    singles: list[tuple[int, SourceState]],
+    net_v: np.ndarray,
+    source_i: np.ndarray,
+    inject_a: np.ndarray,
+    limited: set[int],
+) -> list[tuple[int, float, float]]:
+    """Sources entering or leaving compliance: (net, fixed_v, inject_a)."""
+    moves = []
+    for net, state in singles:
+        if state.volts:
+            if net in limited:
+                # Held at its current limit: released once the net would
+                # need more than the programmed voltage.
+                direction = 1.0 if inject_a[net] > 0 else -1.0
+                if (net_v[net] - state.level_v) * direction > 0:
+                    moves.append((net, state.level_v, 0.0))
+            elif abs(source_i[net]) > state.limit_a * (1 + _LIMIT_TOLERANCE):
+                moves.append(
+                    (net, math.nan, math.copysign(state.limit_a, source_i[net]))
+                )
+        elif net in limited:
+            # Held at its voltage limit: released once the load takes less
+            # than the programmed current.
+            if abs(source_i[net]) < abs(state.level_a):
+                moves.append((net, math.nan, state.level_a))
+        elif abs(net_v[net]) > state.limit_v * (1 + _LIMIT_TOLERANCE):
+            moves.append((net, math.copysign(state.limit_v, net_v[net]), 0.0))
+    return moves
+
+
+def _open_circuit(state: SourceState) -> tuple[float, float, bool]:
+    """Reading of a channel that is on but reaches no chip line."""
+    if state.volts:
+        return (state.level_v, 0.0, False)
+    if state.level_a == 0:
+        return (0.0, 0.0, False)
+    return (math.copysign(state.limit_v, state.level_a), 0.0, True)
+
+
+# Reading a bench file.
+
+
+def _load_bench_station(path: Path, station: Any) -> Station:
+    if not isinstance(station, (str, Path)):
+        raise ConfigError(f"{path}: station: required key is missing (a station file)")
+    station_path = Path(station)
+    if not station_path.is_absolute():
+        station_path = path.parent / station_path
+    return load_station(station_path)
+
+
+def _bench_seed(path: Path, seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{path}: seed: {seed!r} is not an integer >= 0")
+    return seed
+
+
+def _bench_fraction(path: Path, fraction: Any) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        raise ConfigError(f"{path}: stuck_fraction: {fraction!r} is not a number")
+    if not 0 <= fraction <= 1:
+        raise ConfigError(f"{path}: stuck_fraction: {fraction} must be in [0, 1]")
+    return float(fraction)
+
+
+def _bench_preset(path: Path, station: Station, device: Any) -> DevicePreset:
+    if not isinstance(device, dict):
+        raise ConfigError(f"{path}: device: expected a mapping of preset fields")
+    assert station.chip_spec is not None
+    try:
+        return DevicePreset.load(station.chip_spec.preset, **device)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: device: {exc}") from None
+
+
+def _bench_timing(path: Path, timing: Any) -> Timing:
+    if not isinstance(timing, dict):
+        raise ConfigError(f"{path}: timing: expected a mapping of timing figures")
+    known = {field.name for field in fields(Timing)}
+    unknown = sorted(set(timing) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: timing.{unknown[0]}: unknown key; "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+    try:
+        return replace(Timing(), **timing)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: timing.{exc}") from None
+
+
+def _canonical_resource(name: str) -> str:
+    from pyvisa import rname
+
+    try:
+        return str(rname.parse_resource_name(name))
+    except rname.InvalidResourceName:
+        return name
+
+
+# One bench per bench file and process.
+
+_BENCHES: dict[Path, Bench] = {}
+_BENCHES_LOCK = threading.Lock()
+
+
+def bench_for(path: str | Path) -> Bench:
+    """The process's bench for a bench file, built on first use.
+
+    Every caller naming the same file (after resolving the path) gets the
+    same bench, so instruments opened through several resource managers share
+    one chip and one clock.
+    """
+    key = Path(path).resolve()
+    with _BENCHES_LOCK:
+        bench = _BENCHES.get(key)
+        if bench is None:
+            bench = _BENCHES[key] = Bench.from_file(key)
+            log.info("bench %s built (seed %d)", key, bench.seed)
+        return bench
+
+
+def forget(path: str | Path) -> None:
+    """Drop the process's bench for a bench file; the next use builds it anew."""
+    with _BENCHES_LOCK:
+        _BENCHES.pop(Path(path).resolve(), None)

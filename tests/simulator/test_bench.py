@@ -1,0 +1,347 @@
+"""The bench: its file, the wiring, the circuit through the instruments, the clock."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labctl.station import ConfigError
+from simulator.bench import Bench, Timing, bench_for, forget
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "data" / "benches" / "demo.yaml"
+STATION = ROOT / "data" / "stations" / "demo.yaml"
+READ_V = 0.1
+
+
+@pytest.fixture
+def bench():
+    return Bench.from_file(DEMO)
+
+
+@pytest.fixture
+def smu(bench):
+    return bench.resource("GPIB0::26::INSTR")
+
+
+def ask(instrument, message):
+    instrument.write(message)
+    replies = []
+    while (reply := instrument.read()) is not None:
+        replies.append(reply)
+    return replies
+
+
+def currents(instrument, *channels):
+    query = ", ".join(f"{channel}.measure.i()" for channel in channels)
+    return [float(f) for f in ask(instrument, f"print({query})")[0].split("\t")]
+
+
+# The demo wiring: row line r on slot r // 12 + 1, column r % 12 + 1; column
+# line c on slot 6, column c + 5. Buses: A smu1.smua, B smu1.smub, C smu2.smua,
+# H ground.
+
+
+def row(r, bus):
+    slot, column = divmod(r, 12)
+    return f"{slot + 1}{bus}{column + 1:02d}"
+
+
+def col(c, bus):
+    return f"6{bus}{c + 5:02d}"
+
+
+def close(smu, channels):
+    ask(smu, f'node[4].channel.exclusiveclose("{",".join(channels)}")')
+
+
+def outputs_on(smu, level_v=READ_V):
+    ask(
+        smu,
+        "smua.source.limiti = 1e-2 smub.source.limiti = 1e-2 "
+        "node[2].smua.source.limiti = 1e-2 "
+        f"smua.source.levelv = {level_v} smua.source.output = 1 "
+        "node[2].smua.source.levelv = 0 node[2].smua.source.output = 1",
+    )
+
+
+@pytest.fixture
+def programmed(bench):
+    """Cells in known random states; their noise-free conductances."""
+    rng = np.random.default_rng(7)
+    bench.set_cell_state("A0", rng.uniform(0.0, 1.0, (64, 8)))
+    return bench.arrays["A0"].conductance_s
+
+
+def write_bench(tmp_path, text):
+    path = tmp_path / "bench.yaml"
+    path.write_text(f"station: {STATION}\n" + text)
+    return path
+
+
+# The bench file
+
+
+def test_the_demo_bench_builds_every_instrument(bench):
+    assert set(bench.instruments) == {"smu1", "smu2", "smu3", "matrix"}
+    assert bench.resources() == ["GPIB0::26::INSTR"]
+    assert bench.arrays["A0"].shape == (64, 8)
+    assert bench.now_s == 0.0
+
+
+def test_an_unknown_key_is_one_line_naming_file_and_key(tmp_path):
+    path = write_bench(tmp_path, "colour: blue\n")
+    with pytest.raises(ConfigError) as error:
+        Bench.from_file(path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message and "colour" in message
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("seed: -1\n", "seed"),
+        ("stuck_fraction: 2\n", "stuck_fraction"),
+        ("device: {no_such_field: 1}\n", "device"),
+        ("timing: {relay_operate_s: -1}\n", "timing"),
+        ("timing: {warp: 1}\n", "timing.warp"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=key):
+        Bench.from_file(write_bench(tmp_path, text))
+
+
+def test_a_missing_station_is_reported(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="station"):
+        Bench.from_file(path)
+
+
+def test_overrides_replace_file_values(tmp_path):
+    path = write_bench(tmp_path, "seed: 3\n")
+    bench = Bench.from_file(
+        path, seed=4, device={"read_sigma": 0.0}, timing={"bus_latency_s": 0.002}
+    )
+    assert bench.seed == 4
+    assert bench.preset.read_sigma == 0.0
+    assert bench.timing == Timing(bus_latency_s=0.002)
+    with pytest.raises(ConfigError, match="colour"):
+        Bench.from_file(path, colour="blue")
+
+
+def test_one_seed_gives_one_chip(tmp_path):
+    path = write_bench(tmp_path, "seed: 11\n")
+    first = Bench.from_file(path).arrays["A0"].conductance_s
+    again = Bench.from_file(path).arrays["A0"].conductance_s
+    other = Bench.from_file(path, seed=12).arrays["A0"].conductance_s
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_stuck_fraction_reaches_the_cells(tmp_path):
+    bench = Bench.from_file(write_bench(tmp_path, "stuck_fraction: 0.5\n"))
+    array = bench.arrays["A0"]
+    assert (array.stuck_low | array.stuck_high).sum() == 256
+
+
+def test_the_registry_keeps_one_bench_per_file():
+    forget(DEMO)
+    first = bench_for(DEMO)
+    assert bench_for(str(DEMO)) is first
+    forget(DEMO)
+    assert bench_for(DEMO) is not first
+    forget(DEMO)
+
+
+# Physics through the instruments
+
+
+def test_with_every_other_line_grounded_the_current_is_g_times_v(smu, programmed):
+    i, j = 5, 3
+    others = [row(r, "H") for r in range(64) if r != i]
+    others += [col(c, "H") for c in range(8) if c != j]
+    close(smu, [row(i, "A"), col(j, "C"), *others])
+    outputs_on(smu)
+    drive_a, sense_a = currents(smu, "smua", "node[2].smua")
+    assert sense_a == pytest.approx(-programmed[i, j] * READ_V, rel=0.02)
+    assert drive_a == pytest.approx(programmed[i].sum() * READ_V, rel=0.01)
+
+
+def test_floating_lines_add_the_sneak_paths(smu, programmed):
+    i, j = 5, 3
+    close(smu, [row(i, "A"), col(j, "C")])
+    outputs_on(smu)
+    (sense_a,) = currents(smu, "node[2].smua")
+    expected = -_sneak_current(programmed, i, j, READ_V)
+    assert sense_a == pytest.approx(expected, rel=0.01)
+    assert abs(sense_a) > 3 * programmed[i, j] * READ_V
+
+
+def _sneak_current(g, i, j, v):
+    """Current into column j held at 0 V with row i at v and all else floating."""
+    rows, cols = g.shape
+    n = rows + cols
+    laplacian = np.zeros((n, n))
+    for r in range(rows):
+        for c in range(cols):
+            a, b = r, rows + c
+            laplacian[[a, b], [a, b]] += g[r, c]
+            laplacian[a, b] -= g[r, c]
+            laplacian[b, a] -= g[r, c]
+    fixed = {i: v, rows + j: 0.0}
+    free = [k for k in range(n) if k not in fixed]
+    known = np.array(list(fixed.values()))
+    line_v = np.zeros(n)
+    line_v[list(fixed)] = known
+    line_v[free] = np.linalg.solve(
+        laplacian[np.ix_(free, free)], -laplacian[np.ix_(free, list(fixed))] @ known
+    )
+    return float(g[:, j] @ line_v[:rows])
+
+
+def test_opening_the_relays_leaves_only_thermal_noise(smu, bench, programmed):
+    close(smu, [row(5, "A"), col(3, "C")])
+    outputs_on(smu)
+    ask(smu, 'node[4].channel.open("allslots")')
+    floor_a = bench.preset.thermal_noise_a
+    readings = [currents(smu, "smua", "node[2].smua") for _ in range(20)]
+    assert np.abs(readings).max() < 6 * floor_a
+    assert np.std(readings) > 0
+
+
+def test_repeated_readings_carry_fresh_read_noise(smu, programmed):
+    close(smu, [row(5, "A"), *[col(c, "H") for c in range(8)]])
+    outputs_on(smu)
+    readings = [currents(smu, "smua")[0] for _ in range(30)]
+    mean = np.mean(readings)
+    assert mean == pytest.approx(programmed[5].sum() * READ_V, rel=0.01)
+    assert 0 < np.std(readings) / mean < 0.01
+
+
+def test_a_half_select_pulse_switches_only_the_selected_cell(smu, bench, programmed):
+    i, j, pulse_v = 10, 2, 1.2
+    before = programmed.copy()
+    others = [row(r, "B") for r in range(64) if r != i]
+    others += [col(c, "B") for c in range(8) if c != j]
+    close(smu, [row(i, "A"), col(j, "H"), *others])
+    ask(
+        smu,
+        "smua.source.limiti = 1e-2 smub.source.limiti = 1e-2 "
+        f"smub.source.levelv = {pulse_v / 2} smub.source.output = 1 "
+        "smua.source.output = 1 "
+        f"smua.source.levelv = {pulse_v} delay(1e-3) smua.source.levelv = 0 "
+        "smua.source.output = 0 smub.source.output = 0",
+    )
+    after = bench.arrays["A0"].conductance_s
+    changed = after != before
+    assert changed[i, j] and after[i, j] > before[i, j]
+    assert changed.sum() == 1
+    assert bench.max_abs_line_voltage_v == pytest.approx(pulse_v)
+
+
+def test_a_read_does_not_change_the_cells(smu, bench, programmed):
+    close(smu, [row(5, "A"), col(3, "H")])
+    outputs_on(smu, level_v=0.3)
+    ask(smu, "delay(10) x = smua.measure.i() smua.source.output = 0")
+    assert np.array_equal(bench.arrays["A0"].conductance_s, programmed)
+
+
+def test_a_current_limit_holds_the_source_at_its_limit(smu, programmed):
+    close(smu, [row(5, "A"), *[col(c, "H") for c in range(8)]])
+    ask(smu, "smua.source.limiti = 1e-6 smua.source.levelv = 1 smua.source.output = 1")
+    current, voltage = (
+        float(f) for f in ask(smu, "print(smua.measure.iv())")[0].split("\t")
+    )
+    assert current == pytest.approx(1e-6, rel=1e-3)
+    assert voltage == pytest.approx(1e-6 / programmed[5].sum(), rel=0.02)
+
+
+def test_two_sources_on_one_net_are_a_short(smu, bench, caplog):
+    close(smu, [row(5, "A"), row(5, "B")])
+    with caplog.at_level(logging.WARNING, logger="simulator.bench"):
+        ask(
+            smu,
+            "smua.source.levelv = 0.5 smub.source.levelv = -0.5 "
+            "smua.source.output = 1 smub.source.output = 1",
+        )
+        reply = ask(smu, "print(smua.source.compliance, smub.source.compliance)")
+    assert reply == ["true\ttrue"]
+    assert any("short" in record.message for record in caplog.records)
+    a, b = currents(smu, "smua", "smub")
+    assert a > 0 > b
+
+
+def test_a_source_on_the_ground_bus_is_a_short(smu):
+    close(smu, [row(5, "A"), row(5, "H")])
+    ask(
+        smu, "smua.source.levelv = 0.2 smua.source.limiti = 1e-3 smua.source.output = 1"
+    )
+    assert ask(smu, "print(smua.source.compliance)") == ["true"]
+    assert currents(smu, "smua")[0] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_an_output_that_is_off_reads_the_voltage_of_its_net(smu):
+    # smu1.smua drives row 5 at 0.2 V; smu2.smua, off, sits on column 3.
+    close(smu, [row(5, "A"), col(3, "C")])
+    ask(smu, "smua.source.levelv = 0.2 smua.source.output = 1")
+    volts = float(ask(smu, "print(node[2].smua.measure.v())")[0])
+    assert volts == pytest.approx(0.2, rel=1e-6)
+    assert abs(currents(smu, "node[2].smua")[0]) < 1e-9
+
+
+def test_a_current_source_sets_the_voltage_the_cells_need(smu, programmed):
+    close(smu, [row(5, "A"), *[col(c, "H") for c in range(8)]])
+    ask(
+        smu,
+        "smua.source.func = smua.OUTPUT_DCAMPS smua.source.leveli = 1e-6 "
+        "smua.source.limitv = 5 smua.source.output = 1",
+    )
+    volts = float(ask(smu, "print(smua.measure.v())")[0])
+    assert volts == pytest.approx(1e-6 / programmed[5].sum(), rel=0.02)
+
+
+# Records and the clock
+
+
+def test_views_of_outputs_and_relays(smu, bench):
+    close(smu, [row(0, "A"), col(0, "H")])
+    ask(smu, "smua.source.output = 1")
+    assert bench.outputs_on() == ["smu1.smua"]
+    assert bench.closed_relays() == ["1A01", "6H05"]
+
+
+def test_levels_applied_are_recorded(smu, bench):
+    close(smu, [row(0, "A")])
+    ask(
+        smu, "smua.source.levelv = 0.3 smua.source.output = 1 smua.source.levelv = -0.7"
+    )
+    assert bench.max_abs_line_voltage_v == pytest.approx(0.7)
+    assert [event[1:] for event in bench.events] == [
+        ("smu1.smua", 0.3),
+        ("smu1.smua", -0.7),
+    ]
+
+
+def test_a_level_on_a_channel_that_reaches_no_line_is_not_a_line_voltage(smu, bench):
+    ask(smu, "smua.source.levelv = 1.5 smua.source.output = 1")
+    assert bench.max_abs_line_voltage_v == 0.0
+
+
+def test_advance_moves_the_clock(bench):
+    bench.advance(2.5)
+    assert bench.now_s == 2.5
+    with pytest.raises(ValueError):
+        bench.advance(-1)
+
+
+def test_hot_switching_is_counted(smu, bench):
+    ask(smu, "smua.source.levelv = 0.1 smua.source.output = 1")
+    close(smu, [row(0, "A")])
+    assert bench.hot_switch_count == 1
+    ask(smu, "smua.source.levelv = 0")
+    close(smu, [row(1, "A")])
+    assert bench.hot_switch_count == 1
