@@ -112,7 +112,12 @@ class Keithley707B(TspInstrument):
         """
         if isinstance(channels, str):
             raise TypeError(f"give a list of crosspoints, not the string {channels!r}")
-        return ",".join(self.check_crosspoint(channel) for channel in channels)
+        channels = list(channels)
+        checked = self._checked  # one attribute read: lists can be long
+        for channel in channels:
+            if channel not in checked:
+                self.check_crosspoint(channel)
+        return ",".join(channels)
 
     def close(self, channels: Iterable[str]) -> None:
         """Close the relays of `channels`, leaving others as they are.

@@ -40,7 +40,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(station_app, name="station")
 app.add_typer(model_app, name="model")
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and figures stay on one line
 err = Console(stderr=True)
 
 StationOpt = Annotated[

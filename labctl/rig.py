@@ -46,6 +46,8 @@ class Rig:
         self.matrix = GuardedMatrix(matrix_name, self.drivers[matrix_name], self.guard)
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
+        self._links = list({id(d.connection): d.connection for d in self.drivers.values()
+                            if hasattr(d, "connection")}.values())
 
     # Opening
 
@@ -139,17 +141,14 @@ class Rig:
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Send the settings made inside as few bus messages as possible."""
+        if len(self._links) == 1:
+            with self._links[0].batch():
+                yield
+            return
         with contextlib.ExitStack() as stack:
-            for conn in self._connections():
+            for conn in self._links:
                 stack.enter_context(conn.batch())
             yield
-
-    def _connections(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        for drv in self.drivers.values():
-            conn = drv.connection
-            seen.setdefault(id(conn), conn)
-        return list(seen.values())
 
     def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
         """Read several channels at one instant, with one query per connection."""

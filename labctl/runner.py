@@ -188,6 +188,7 @@ def run(
         folder = csv_folder(engine)
         folder.mkdir(parents=True, exist_ok=True)
         csv_path = folder / f"run-{recorder.run_id:05d}-{proc.NAME}.csv"
+        recorder.set_csv_path(str(csv_path))
         sink = _Recorder(recorder, Results(proc, str(csv_path)), progress)
         proc.emit = sink.emit  # type: ignore[method-assign]
         # Ctrl-C and SIGTERM raise RunAborted instead of asking to stop.

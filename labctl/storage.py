@@ -192,6 +192,13 @@ class RunRecorder:
             log.info("run %d started: %s on %s", run.id, procedure, station_name)
             return cls(engine, run.id)
 
+    def set_csv_path(self, path: str) -> None:
+        with Session(self.engine) as session:
+            run = session.get(Run, self.run_id)
+            assert run is not None
+            run.csv_path = path
+            session.commit()
+
     def add_point(self, data: dict[str, Any]) -> None:
         """Store one point and commit it at once."""
         with self.engine.begin() as conn:

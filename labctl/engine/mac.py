@@ -26,6 +26,7 @@ class MacConfig:
     bits: int = 6  # magnitude bits of an input; the sign is the polarity
     read_voltage_v: float = 0.2
     limit_a: float = 5e-3
+    nplc: float = 0.1  # integration of each sense reading, power-line cycles
 
 
 class AnalogMac:
@@ -52,6 +53,8 @@ class AnalogMac:
                 ch.output_enabled = False
                 ch.source_voltage = 0.0
                 ch.current_limit = self.config.limit_a
+            for ch in self.sense:
+                ch.nplc = self.config.nplc
             for ch in (self.plus, self.minus, *self.sense):
                 ch.output_enabled = True
 

@@ -55,6 +55,7 @@ class WriteVerifyConfig:
     set_rate_per_s: float = 2.0e4
     reset_rate_per_s: float = 4.47e4
     limit_a: float = 1e-3
+    read_nplc: float = 1.0
 
     @classmethod
     def for_preset(cls, preset: str, **changes: float) -> WriteVerifyConfig:
@@ -151,6 +152,9 @@ class WriteVerify:
                 ch.output_enabled = False
                 ch.source_voltage = 0.0
                 ch.current_limit = limits.get(ch, wide)
+            # The pulse trains' own readings are not used: integrate briefly.
+            self.drive.nplc = 0.001
+            self.sense.nplc = cfg.read_nplc
             self.bias.output_enabled = True
             self.sense.output_enabled = True
 
@@ -229,7 +233,7 @@ class WriteVerify:
             rounds += 1
             setting = g < target
             response, limit = (up, cfg.g_max_s) if setting else (down, cfg.g_min_s)
-            level, n = _plan(g, target, limit, response, cfg)
+            level, n = _plan(g, target, limit, response, cfg, rounds == 1)
             before = g
             with self.rig.batch():  # the train and its verify read: one message
                 self.pulses(n, level)
@@ -251,25 +255,31 @@ class WriteVerify:
 
 
 def _plan(g: float, target: float, limit: float, response: _Response,
-          cfg: WriteVerifyConfig) -> tuple[float, int]:
+          cfg: WriteVerifyConfig, first: bool) -> tuple[float, int]:
     """Amplitude and pulse count of the next train.
 
-    Far from the target, pulses are as large as allowed and the train aims
-    at 80 % of the way; near it, the amplitude shrinks so that one pulse moves
-    about a third of the tolerance band, and the train aims at the target.
+    The train aims at a share of the remaining error: 70 % on a cell's first
+    train, whose response is still the nominal guess, then 90 % while far
+    and all of it once close. The count is the fewest pulses (1, 2, 4, …)
+    whose amplitude stays within the largest allowed, and the amplitude is
+    the one the cell's learned response says moves the aim in that count.
     """
     span = abs(limit - g)
     err = abs(target - g)
-    if span <= 0:
+    if span <= 0 or err >= span:
         return response.limit_v, cfg.max_train
-    fine = min(0.35 * cfg.tolerance * target, err) / span
-    coarse = response.fraction(response.limit_v)
-    aim = err if err <= 8 * fine * span else 0.8 * err
-    fraction = max(fine, min(coarse, aim / (8 * span)))
-    level = response.level_for(fraction)
-    fraction = response.fraction(level)
-    n = math.log(1 - min(aim / span, 0.999)) / math.log(1 - fraction)
-    return level, int(min(cfg.max_train, max(1, round(n))))
+    if first:
+        share = 0.7
+    else:
+        share = 0.9 if err > 3 * cfg.tolerance * target else 1.0
+    aim = share * err / span
+    largest = response.fraction(response.limit_v)
+    n = 1
+    while n < cfg.max_train and 1 - (1 - aim) ** (1 / n) > largest:
+        n *= 2
+    n = min(n, cfg.max_train)
+    level = response.level_for(1 - (1 - aim) ** (1 / n))
+    return level, n
 
 
 def _seen_fraction(before: float, after: float, limit: float, n: int) -> float | None:
