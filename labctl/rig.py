@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 from pymeasure.adapters import VISAAdapter
 
+from drivers.b2900 import KeysightB2900
 from drivers.k707b import Keithley707B
-from drivers.k2600 import Keithley2600, measure_currents
+from drivers.k2400 import Keithley2400
+from drivers.k2450 import Keithley2450
+from drivers.k2600 import Keithley2600, Keithley2600Channel, measure_currents
 from labctl.safety import Guard, GuardedChannel, GuardedMatrix
-from labctl.station import GROUND, Station, parse_pin, resolve_library
+from labctl.station import (
+    GROUND,
+    MATRIX_MODELS,
+    TSP_SMU_MODELS,
+    Station,
+    parse_pin,
+    resolve_library,
+)
 
 log = logging.getLogger("labctl.run")
 
@@ -64,8 +74,9 @@ class Rig:
                 timeout=VISA_TIMEOUT_MS,
             )
             self._adapters.append(adapter)
+            tsp = {"node": spec.node} if _is_tsp(spec.model) else {}
             self.drivers[name] = _driver_class(spec.model)(
-                adapter, name=name, model=spec.model, node=spec.node
+                adapter, name=name, model=spec.model, **tsp
             )
         for name, spec in specs.items():
             if spec.via is None:
@@ -151,8 +162,19 @@ class Rig:
             yield
 
     def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
-        """Read several channels at one instant, with one query per connection."""
-        return np.asarray(measure_currents([ch.driver for ch in channels]), dtype=float)
+        """Read several channels at one instant: one query per TSP connection,
+        one per channel of any other instrument."""
+        drivers = [ch.driver for ch in channels]
+        out = np.empty(len(drivers))
+        groups: dict[int, list[int]] = {}
+        for k, drv in enumerate(drivers):
+            if isinstance(drv, Keithley2600Channel):
+                groups.setdefault(id(drv.connection), []).append(k)
+            else:
+                out[k] = drv.measure_current()
+        for ks in groups.values():
+            out[ks] = measure_currents([drivers[k] for k in ks])
+        return out
 
     def predicted_bench_s(self) -> float | None:
         """The simulated bench's clock: what the run would take on real instruments."""
@@ -204,5 +226,13 @@ class Rig:
                 adapter.close()
 
 
+def _is_tsp(model: str) -> bool:
+    return model in TSP_SMU_MODELS or model in MATRIX_MODELS
+
+
 def _driver_class(model: str) -> type:
-    return Keithley707B if model in ("707B", "708B") else Keithley2600
+    if model in MATRIX_MODELS:
+        return Keithley707B
+    if model in TSP_SMU_MODELS:
+        return Keithley2600
+    return {"2450": Keithley2450, "2400": Keithley2400}.get(model, KeysightB2900)

@@ -25,11 +25,26 @@ from pydantic import (
     model_validator,
 )
 
-SMU_MODELS = (
+TSP_SMU_MODELS = (
     "2601B", "2602B", "2604B", "2611B", "2612B", "2614B",
     "2634B", "2635B", "2636B",
 )  # fmt: skip
+SCPI_SMU_MODELS = ("2450", "2400", "B2901A", "B2902A", "B2912A")
+SMU_MODELS = TSP_SMU_MODELS + SCPI_SMU_MODELS
 MATRIX_MODELS = ("707B", "708B")
+
+
+def smu_channels(model: str) -> tuple[str, ...]:
+    """The channel names of an SMU model, as its driver and station files use them."""
+    if model in ("2601B", "2611B", "2635B"):
+        return ("smua",)
+    if model in TSP_SMU_MODELS:
+        return ("smua", "smub")
+    if model in ("2450", "2400"):
+        return ("smu",)
+    if model == "B2901A":
+        return ("ch1",)
+    return ("ch1", "ch2")
 CARD_MODELS = ("7174A",)
 CARD_ROWS = "ABCDEFGH"
 CARD_COLUMNS = 12
@@ -81,6 +96,8 @@ class InstrumentSpec(_Strict):
             raise ValueError("give either 'resource' or 'via' (a TSP-Link master)")
         if self.via is not None and self.node is None:
             raise ValueError("an instrument reached 'via' a master needs its 'node'")
+        if (self.via is not None or self.node is not None) and self.model in SCPI_SMU_MODELS:
+            raise ValueError(f"a {self.model} is not a TSP-Link instrument: give its 'resource'")
         if self.is_matrix:
             if not self.cards:
                 raise ValueError("a switch matrix needs its 'cards' (slot: model)")
@@ -214,13 +231,17 @@ class Station(_Strict):
             return
         inst, _, channel = end.partition(".")
         spec = self.instruments.get(inst)
-        if spec is None or spec.is_matrix or channel not in ("smua", "smub"):
+        if spec is None or spec.is_matrix:
             raise ValueError(
                 f"wiring.buses.{row}: '{end}' is not an SMU channel of this station "
-                f"(use <instrument>.smua, <instrument>.smub or '{GROUND}')"
+                f"(use <instrument>.<channel> or '{GROUND}')"
             )
-        if channel == "smub" and spec.model in ("2601B", "2611B", "2635B"):
-            raise ValueError(f"wiring.buses.{row}: a {spec.model} has only smua")
+        channels = smu_channels(spec.model)
+        if channel not in channels:
+            raise ValueError(
+                f"wiring.buses.{row}: a {spec.model} has channel(s) "
+                f"{', '.join(channels)}, not '{channel}'"
+            )
 
     # Derived views used by the runner, the engine and the simulator.
 
