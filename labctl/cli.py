@@ -312,8 +312,8 @@ def _report_short(outcome: Any) -> None:
 def _demo_summary(outcomes: dict[str, Any], wall_s: float) -> None:
     head = outcomes["attention_head"].summary
     prog = head["programming"]
-    table = Table(title="demo summary: one attention head of all-MiniLM-L6-v2 (layer 0, "
-                  f"head {0}) on the simulated chip vs float64")
+    table = Table(title="demo summary: all-MiniLM-L6-v2 layer 0 head "
+                  f"{head['head']} on the simulated chip against float64")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("sentences / tokens", f"{head['sentences']} / {head['tokens']}")
@@ -327,10 +327,11 @@ def _demo_summary(outcomes: dict[str, Any], wall_s: float) -> None:
     table.add_row("analog MAC rounds", str(head["mac_rounds"]))
     for op, where in head["placement"].items():
         table.add_row(f"  {op}", where)
-    for name, outcome in outcomes.items():
-        if outcome.predicted_bench_s is not None:
-            table.add_row(f"predicted duration on a real bench: {name}",
-                          _duration(outcome.predicted_bench_s))
+    predicted = [(n, o.predicted_bench_s) for n, o in outcomes.items()
+                 if o.predicted_bench_s is not None]
+    table.add_row("predicted duration on a real bench",
+                  ", ".join(f"{n} {_duration(s)}" for n, s in predicted)
+                  or "no timing model for this station")
     table.add_row("run ids", ", ".join(f"{n} {o.run_id}" for n, o in outcomes.items()))
     table.add_row("wall time of this demo", f"{wall_s:.1f} s")
     console.print(table)

@@ -85,7 +85,8 @@ class AttentionHead(LabProcedure):
             })
         cos = result.token_cosines
         self.summary.update({
-            "tokens": int(cos.size), "sentences": len(result.sentences),
+            "head": self.head, "tokens": int(cos.size),
+            "sentences": len(result.sentences),
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
             "top1_agreement": float(np.mean([s.top1_agreement for s in result.sentences])),
             "tiles": result.tiles, "mac_rounds": result.mac_rounds,
