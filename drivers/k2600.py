@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,9 +221,19 @@ class Keithley2600Channel(Channel):
         Sends the same command through the same range check, without the
         property machinery: for loops that set many thousands of levels.
         """
-        self.connection.write(
-            self._levelv_command + format_number(self._levelv_check(level_v))
-        )
+        self.level_writer()(level_v)
+
+    def level_writer(self) -> Callable[[float], None]:
+        """A function that sets the DC source voltage in V, as
+        :meth:`set_voltage_level` does, with everything it needs bound once."""
+        write = self.connection.write
+        command = self._levelv_command
+        check = self._levelv_check
+
+        def set_level(level_v: float) -> None:
+            write(command + format_number(check(level_v)))
+
+        return set_level
 
     def _model_limits(self, ratings: SmuRatings) -> dict[str, RangeLimit]:
         volts, amps = ratings.max_voltage_v, ratings.max_current_a
@@ -476,19 +486,36 @@ def measure_currents(
     ValueError
         If the channels do not share a connection or a reply is not a number.
     """
+    return current_reader(channels)()
+
+
+def current_reader(
+    channels: Sequence[Keithley2600Channel],
+) -> Callable[[], npt.NDArray[np.float64]]:
+    """A function that does :func:`measure_currents` for these channels.
+
+    The query is built once, for loops that read the same channels many
+    thousands of times.
+    """
     if not channels:
-        return np.empty(0, dtype=np.float64)
+        return lambda: np.empty(0, dtype=np.float64)
     connection = channels[0].connection
     strangers = [ch.name for ch in channels if ch.connection is not connection]
     if strangers:
         raise ValueError(
             f"{', '.join(strangers)} not on the connection of {channels[0].name}"
         )
-    query = ", ".join(f"{ch.tsp_object}.measure.i()" for ch in channels)
-    values = parse_values(connection.ask(f"print({query})"))
-    if len(values) != len(channels) or not all(isinstance(v, float) for v in values):
-        raise ValueError(f"expected {len(channels)} currents, got {values!r}")
-    return np.array(values, dtype=np.float64)
+    query = "print(" + ", ".join(f"{ch.tsp_object}.measure.i()" for ch in channels) + ")"
+    ask = connection.ask
+    count = len(channels)
+
+    def read() -> npt.NDArray[np.float64]:
+        values = parse_values(ask(query))
+        if len(values) != count or not all(isinstance(v, float) for v in values):
+            raise ValueError(f"expected {count} currents, got {values!r}")
+        return np.array(values, dtype=np.float64)
+
+    return read
 
 
 def _duration_s(value: float, what: str) -> float:

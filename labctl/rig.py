@@ -21,7 +21,7 @@ from drivers.b2900 import KeysightB2900
 from drivers.k707b import Keithley707B
 from drivers.k2400 import Keithley2400
 from drivers.k2450 import Keithley2450
-from drivers.k2600 import Keithley2600, Keithley2600Channel, measure_currents
+from drivers.k2600 import Keithley2600, Keithley2600Channel, current_reader
 from labctl.safety import Guard, GuardedChannel, GuardedMatrix
 from labctl.station import (
     GROUND,
@@ -56,6 +56,7 @@ class Rig:
         self.matrix = GuardedMatrix(matrix_name, self.drivers[matrix_name], self.guard)
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
+        self._readers: dict[tuple[str, ...], Any] = {}
         self._links = list({id(d.connection): d.connection for d in self.drivers.values()
                             if hasattr(d, "connection")}.values())
 
@@ -164,17 +165,32 @@ class Rig:
     def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
         """Read several channels at one instant: one query per TSP connection,
         one per channel of any other instrument."""
-        drivers = [ch.driver for ch in channels]
-        out = np.empty(len(drivers))
+        key = tuple(ch.name for ch in channels)
+        reader = self._readers.get(key)
+        if reader is None:
+            reader = self._readers[key] = self._reader([ch.driver for ch in channels])
+        return reader()
+
+    @staticmethod
+    def _reader(drivers: list[Any]) -> Any:
         groups: dict[int, list[int]] = {}
+        single: list[int] = []
         for k, drv in enumerate(drivers):
             if isinstance(drv, Keithley2600Channel):
                 groups.setdefault(id(drv.connection), []).append(k)
             else:
-                out[k] = drv.measure_current()
-        for ks in groups.values():
-            out[ks] = measure_currents([drivers[k] for k in ks])
-        return out
+                single.append(k)
+        batched = [(ks, current_reader([drivers[k] for k in ks])) for ks in groups.values()]
+
+        def read() -> np.ndarray:
+            out = np.empty(len(drivers))
+            for ks, reader in batched:
+                out[ks] = reader()
+            for k in single:
+                out[k] = drivers[k].measure_current()
+            return out
+
+        return read
 
     def predicted_bench_s(self) -> float | None:
         """The simulated bench's clock: what the run would take on real instruments."""

@@ -106,7 +106,8 @@ class GuardedChannel:
         self._guard = guard
         self._state = guard.state(name)
         # A driver may offer a lean setter for the level, sent in hot loops.
-        self._set_level = getattr(channel, "set_voltage_level", None) or (
+        writer = getattr(channel, "level_writer", None)
+        self._set_level = writer() if writer else (
             lambda level: setattr(channel, "source_voltage", level)
         )
 

@@ -49,8 +49,9 @@ class AttentionHead(LabProcedure):
             head=self.head, array=self.array,
             sentences=self.sentences or None,
             g_low_s=self.g_low, g_high_s=self.g_high,
-            write=WriteVerifyConfig(tolerance=self.tolerance,
-                                    read_voltage_v=self.read_voltage),
+            write=WriteVerifyConfig.for_preset(self.rig.station.chip_spec.preset,
+                                               tolerance=self.tolerance,
+                                               read_voltage_v=self.read_voltage),
             mac=MacConfig(bits=self.bits, read_voltage_v=self.read_voltage),
         )
 

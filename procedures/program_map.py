@@ -78,7 +78,8 @@ class ProgramMap(LabProcedure):
         return self.g_low + board * (self.g_high - self.g_low)
 
     def startup(self) -> None:
-        config = WriteVerifyConfig(
+        config = WriteVerifyConfig.for_preset(
+            self.rig.station.chip_spec.preset,
             tolerance=self.tolerance, set_voltage_v=self.set_voltage,
             reset_voltage_v=self.reset_voltage, width_s=self.pulse_width,
             gap_s=self.pulse_width, read_voltage_v=self.read_voltage,
