@@ -134,7 +134,7 @@ def _station_check(spec: Station) -> None:
         problems = _wiring_problems(rig)
         pins = spec.pin_channels()
         console.print(
-            f"wiring: {len(spec.wiring.buses)} buses "
+            f"wiring: {len(spec.wiring.buses)} buses, each reaching its channel "
             f"({', '.join(f'{r}→{e}' for r, e in sorted(spec.wiring.buses.items()))}), "
             f"{len(pins)} chip pins on {spec.wiring.matrix}"
         )
@@ -148,8 +148,9 @@ def _station_check(spec: Station) -> None:
 
 
 def _wiring_problems(rig: Any) -> list[str]:
-    """Relays open and every output off, as a station must start."""
+    """Every bus reaches its channel; relays open and outputs off at the end."""
     problems = rig.safe_shutdown()
+    problems += rig.check_wiring()
     closed = rig.matrix.closed_channels()
     if closed:
         problems.append(f"relays closed after opening all: {';'.join(closed)}")

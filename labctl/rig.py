@@ -148,6 +148,49 @@ class Rig:
         spec = chip.arrays[array]
         return spec.rows, spec.cols
 
+    def check_wiring(self, level_v: float = 0.05, floor_a: float = 1e-9) -> list[str]:
+        """Show that every bus reaches the channel the station file says.
+
+        For each bus, one cell of the first wired array is put between the
+        drive channel and that bus, the drive sources ``level_v`` (far below
+        switching), and the channel on the bus must see the cell's current
+        (the drive channel's own bus is checked against the first sense
+        channel, the ground bus by the drive channel's current). Returns the
+        problems found; relays and outputs end as they began: open and off.
+        """
+        roles = self.station.roles
+        chip = self.station.chip_spec
+        array = next(iter(chip.arrays)) if chip else None
+        if array is None:
+            return ["the station's chip has no arrays"]
+        lines = self.lines(array)
+        drive = self.smu(roles.drive)
+        drive_bus = self.bus_of(roles.drive)
+        problems = []
+        for bus, end in sorted(self.station.wiring.buses.items()):
+            if end == roles.drive:  # seen by the first sense channel
+                meter = self.smu(roles.sense[0])
+                col_bus = self.bus_of(roles.sense[0])
+            else:  # the channel on this bus, or the drive for the ground bus
+                meter = drive if end == GROUND else self.smu(end)
+                col_bus = bus
+            for ch in {drive, meter}:
+                ch.current_limit = 1e-3
+                ch.source_voltage = 0.0
+                ch.output_enabled = True
+            lines.select(0, 0, drive_bus, col_bus, None, None)
+            drive.source_voltage = level_v
+            current = abs(meter.measure_current())
+            drive.source_voltage = 0.0
+            lines.clear()
+            if current < floor_a:
+                problems.append(
+                    f"bus {bus} ({end}): {meter.name} saw {current:.3g} A through "
+                    f"cell (0, 0) of {array} at {level_v} V; check that cable"
+                )
+        self.safe_shutdown()
+        return problems
+
     # Traffic
 
     @contextlib.contextmanager

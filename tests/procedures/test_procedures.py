@@ -139,3 +139,28 @@ def test_bad_parameters_are_refused_before_opening_anything(station_path, name, 
     with pytest.raises(ParameterError, match=expected) as info:
         runner.build_procedure(name, params, station)
     assert "\n" not in str(info.value)
+
+
+def test_station_check_finds_swapped_cables(tmp_path):
+    import yaml
+
+    from tests.conftest import write_bench
+
+    physical = write_bench(tmp_path / "bench")
+    believed = yaml.safe_load(physical.read_text())
+    buses = believed["wiring"]["buses"]
+    buses["C"], buses["E"] = buses["E"], buses["C"]
+    believed_path = tmp_path / "believed.yaml"
+    believed_path.write_text(yaml.safe_dump(believed))
+    assert Rig_check(physical) == []
+    problems = Rig_check(believed_path)
+    assert {p.split()[1] for p in problems} >= {"C", "E"}
+    assert any(p.startswith("bus E (smu2.smua): smu2.smua saw") for p in problems)
+
+
+def Rig_check(path):
+    rig = Rig(load_station(path))
+    try:
+        return rig.check_wiring()
+    finally:
+        rig.close()
