@@ -65,9 +65,9 @@ class _Strict(BaseModel):
 class Limits(_Strict):
     """The chip's safety limits; no level or compliance may exceed them."""
 
-    max_voltage_v: Annotated[float, Field(gt=0, le=210)]
-    max_compliance_a: Annotated[float, Field(gt=0, le=1.5)]
-    max_read_voltage_v: Annotated[float, Field(gt=0, le=210)]
+    max_voltage_v: Annotated[float, Field(strict=True, gt=0, le=210)]
+    max_compliance_a: Annotated[float, Field(strict=True, gt=0, le=1.5)]
+    max_read_voltage_v: Annotated[float, Field(strict=True, gt=0, le=210)]
 
     @model_validator(mode="after")
     def _read_below_max(self) -> Limits:
@@ -85,6 +85,12 @@ class InstrumentSpec(_Strict):
 
     model: Literal[SMU_MODELS + MATRIX_MODELS]  # type: ignore[valid-type]
     resource: str | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_as_text(cls, model: object) -> object:
+        # An unquoted 2450 or 2400 in YAML is a number.
+        return str(model) if isinstance(model, int) and not isinstance(model, bool) else model
     visa_library: str | None = None
     via: str | None = None
     node: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -155,8 +161,8 @@ class Roles(_Strict):
 
 
 class ArraySpec(_Strict):
-    rows: Annotated[int, Field(ge=1, le=4096)]
-    cols: Annotated[int, Field(ge=1, le=4096)]
+    rows: Annotated[int, Field(strict=True, ge=1, le=4096)]
+    cols: Annotated[int, Field(strict=True, ge=1, le=4096)]
 
 
 class Chip(_Strict):
@@ -191,18 +197,41 @@ class Station(_Strict):
                     raise ValueError(f"instruments.{name}.via: no instrument '{spec.via}'")
                 if master.via is not None:
                     raise ValueError(f"instruments.{name}.via: '{spec.via}' is itself a node")
-        resources = [s.resource for s in names.values() if s.resource]
-        dup = {r for r in resources if resources.count(r) > 1}
-        if dup:
-            raise ValueError(f"instruments: resource {sorted(dup)[0]} is named twice")
-        nodes = [(s.via, s.node) for s in names.values() if s.via]
-        if len(nodes) != len(set(nodes)):
-            raise ValueError("instruments: two instruments share one TSP-Link node")
+                if master.model in SCPI_SMU_MODELS:
+                    raise ValueError(
+                        f"instruments.{name}.via: a {master.model} is not a TSP-Link master"
+                    )
+        seen: dict[str, str] = {}
+        for name, spec in names.items():
+            if spec.resource:
+                key = canonical_resource(spec.resource)
+                if key in seen:
+                    raise ValueError(
+                        f"instruments.{name}.resource: {spec.resource} is the instrument "
+                        f"that {seen[key]} names already"
+                    )
+                seen[key] = name
+        nodes: dict[tuple[str, int], str] = {}
+        for name, spec in names.items():
+            link = (spec.via or name, spec.node or 1)
+            if link in nodes:
+                raise ValueError(
+                    f"instruments.{name}.node: TSP-Link node {link[1]} of {link[0]} is "
+                    f"{nodes[link]} already"
+                )
+            nodes[link] = name
         matrix = names.get(self.wiring.matrix)
         if matrix is None or not matrix.is_matrix:
             raise ValueError(f"wiring.matrix: '{self.wiring.matrix}' is not a switch matrix of this station")
+        rows_of: dict[str, str] = {}
         for row, end in self.wiring.buses.items():
             self._check_bus_end(row, end)
+            if end != GROUND and end in rows_of:
+                raise ValueError(
+                    f"wiring.buses.{row}: {end} is wired to row {rows_of[end]} already; "
+                    "one channel drives one matrix row"
+                )
+            rows_of[end] = row
         for slot in self.wiring.columns:
             if slot not in (matrix.cards or {}):
                 raise ValueError(f"wiring.columns: slot {slot} has no card in '{self.wiring.matrix}'")
@@ -270,6 +299,21 @@ class Station(_Strict):
         return spec.visa_library or self.visa_library
 
 
+def canonical_resource(resource: str) -> str:
+    """A resource name with the defaults VISA fills in, to compare two names.
+
+    ``GPIB::26`` and ``GPIB0::26::INSTR`` name the same instrument.
+    """
+    parts = [p.upper() for p in resource.strip().split("::")]
+    head = parts[0]
+    board = re.fullmatch(r"([A-Z]+)(\d*)", head)
+    if board:
+        head = board[1] + (board[2] or "0")
+    if len(parts) > 1 and parts[-1] not in ("INSTR", "SOCKET"):
+        parts.append("INSTR")
+    return "::".join([head, *parts[1:]])
+
+
 def parse_pin(pin: str) -> tuple[str, str, int]:
     """Split ``A0.R12`` into ``("A0", "row", 12)``."""
     m = _PIN.match(pin)
@@ -279,28 +323,51 @@ def parse_pin(pin: str) -> tuple[str, str, int]:
     return m["array"], kind, int(m["index"])
 
 
-def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping, or raise a one-line ConfigError naming the file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path, key: str | None = None) -> dict:
+    """Read a YAML mapping, or raise a one-line ConfigError naming the file.
+
+    ``key`` names the key of another file that pointed here, for the message.
+    """
+    via = f" (named by {key})" if key else ""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}{via}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}{via}: not a text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise ConfigError(f"{path}:{where}: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        raise ConfigError(f"{path}{via}: expected a mapping of keys at the top level")
     return data
 
 
 def _one_line(path: Path, exc: ValidationError) -> ConfigError:
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    key = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    if not key:  # a check across keys: its message names them
+        return ConfigError(f"{path}: {msg}")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif err["type"] == "missing":
@@ -310,27 +377,44 @@ def _one_line(path: Path, exc: ValidationError) -> ConfigError:
     return ConfigError(f"{path}: {key}: {msg}")
 
 
-def load_chip(path: str | Path) -> Chip:
+_LOADER_KEYS = ("path", "chip_spec")  # set by the loaders, never by a file
+
+
+def _refuse_loader_keys(path: Path, data: dict) -> None:
+    for key in _LOADER_KEYS:
+        if key in data:
+            raise ConfigError(f"{path}: {key}: unknown key")
+
+
+def load_chip(path: str | Path, named_by: str | None = None) -> Chip:
     path = Path(path)
-    data = read_yaml(path)
+    data = read_yaml(path, named_by)
+    _refuse_loader_keys(path, data)
     try:
-        return Chip.model_validate({**data, "path": path})
+        chip = Chip.model_validate(data)
     except ValidationError as exc:
         raise _one_line(path, exc) from None
+    presets = Path(__file__).resolve().parent.parent / "data" / "presets"
+    preset = Path(chip.preset)
+    if not (preset.is_file() or (presets / f"{chip.preset}.yaml").is_file()):
+        known = ", ".join(sorted(p.stem for p in presets.glob("*.yaml")))
+        raise ConfigError(f"{path}: preset: no device preset '{chip.preset}'; known: {known}")
+    return chip.model_copy(update={"path": path})
 
 
 def load_station(path: str | Path) -> Station:
     """Load and validate a station file and the chip file it names."""
     path = Path(path)
     data = read_yaml(path)
+    _refuse_loader_keys(path, data)
     try:
-        station = Station.model_validate({**data, "path": path})
+        station = Station.model_validate(data)
     except ValidationError as exc:
         raise _one_line(path, exc) from None
     chip_path = station.chip if station.chip.is_absolute() else path.parent / station.chip
-    chip = load_chip(chip_path)
+    chip = load_chip(chip_path, named_by=f"the 'chip' key of {path}")
     _check_pins_exist(path, station, chip)
-    return station.model_copy(update={"chip": chip_path, "chip_spec": chip})
+    return station.model_copy(update={"chip": chip_path, "chip_spec": chip, "path": path})
 
 
 def _check_pins_exist(path: Path, station: Station, chip: Chip) -> None:

@@ -75,7 +75,7 @@ def test_bad_station_gives_one_line_naming_file_and_key(tmp_path, key, value, ex
 def test_duplicate_resource_is_refused(tmp_path):
     data = demo_data()
     data["instruments"]["smu2"] = {"model": "2636B", "resource": "GPIB0::26::INSTR"}
-    with pytest.raises(ConfigError, match="GPIB0::26::INSTR is named twice"):
+    with pytest.raises(ConfigError, match="instruments.smu2.resource: GPIB0::26::INSTR is the instrument that smu1"):
         load_station(write(tmp_path, data))
 
 
@@ -100,3 +100,66 @@ def test_parse_pin():
     assert parse_pin("B_1.C3") == ("B_1", "col", 3)
     with pytest.raises(ValueError):
         parse_pin("A0-R1")
+
+
+def test_one_channel_on_two_rows_is_refused(tmp_path):
+    data = demo_data()
+    data["wiring"]["buses"]["G"] = "smu1.smua"
+    with pytest.raises(ConfigError, match="wiring.buses.G: smu1.smua is wired to row A"):
+        load_station(write(tmp_path, data))
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    text = DEMO.read_text().replace(
+        "  max_voltage_v: 2.0", "  max_voltage_v: 2.0\n  max_voltage_v: 150.0")
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"s.yaml: line 9: key 'max_voltage_v' is given twice"):
+        load_station(path)
+
+
+def test_binary_file_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"\xff\xfe\x00\x81binary")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_station(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["instruments"].update(
+            smu4={"model": "2450", "resource": "GPIB0::5::INSTR"},
+            smu5={"model": "2636B", "via": "smu4", "node": 5}),
+         "a 2450 is not a TSP-Link master"),
+        (lambda d: d["instruments"]["smu1"].update(node=2), "TSP-Link node 2 of smu1"),
+        (lambda d: d["instruments"].update(
+            smu4={"model": "2636B", "resource": "GPIB::26"}),
+         "GPIB::26 is the instrument that smu1 names already"),
+        (lambda d: d["limits"].update(max_voltage_v=True), "max_voltage_v"),
+        (lambda d: d.update(path="/elsewhere"), "path: unknown key"),
+        (lambda d: d["instruments"].update(
+            smu4={"model": 2450, "via": "smu1", "node": 5}),
+         "a 2450 is not a TSP-Link instrument"),
+    ],
+)
+def test_station_consistency(tmp_path, change, expected):
+    data = demo_data()
+    change(data)
+    with pytest.raises(ConfigError, match=expected):
+        load_station(write(tmp_path, data))
+
+
+def test_unknown_preset_is_refused_with_the_known_ones(tmp_path):
+    path = write(tmp_path, demo_data())
+    (tmp_path / "chip.yaml").write_text("name: T\npreset: graphene\narrays: {A0: {rows: 64, cols: 8}}\n")
+    with pytest.raises(ConfigError, match="no device preset 'graphene'; known: hfo2, perovskite"):
+        load_station(path)
+
+
+def test_missing_chip_file_names_the_key(tmp_path):
+    data = demo_data()
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump({**data, "chip": "absent.yaml"}))
+    with pytest.raises(ConfigError, match="named by the 'chip' key of"):
+        load_station(path)
