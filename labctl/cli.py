@@ -16,10 +16,12 @@ import typer
 from pyvisa.errors import VisaIOError
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from labctl import storage
+from labctl.rig import InstrumentError
 from labctl.safety import SafetyError
 from labctl.station import ConfigError, Station, load_station
 from procedures.base import ParameterError
@@ -43,15 +45,21 @@ app.add_typer(model_app, name="model")
 console = Console(soft_wrap=True)  # paths and figures stay on one line
 err = Console(stderr=True)
 
+
+def say(text: str) -> None:
+    """Print stored or user-given text as it is (no markup, no highlighting)."""
+    console.print(text, markup=False, highlight=False)
+
 StationOpt = Annotated[
     Path, typer.Option("--station", "-s", help="Station file.", show_default=False)
 ]
 DbOpt = Annotated[
     str | None,
-    typer.Option("--db", help="Database path or URL [env LABCTL_DB; default: user data folder]."),
+    typer.Option("--db", help="Database path or URL (default: $LABCTL_DB, else "
+                 "labctl.sqlite in the user data folder)."),
 ]
 
-EXPECTED = (ConfigError, ParameterError, SafetyError)
+EXPECTED = (ConfigError, ParameterError, SafetyError, storage.StorageError)
 
 
 @app.callback()
@@ -70,12 +78,18 @@ def _one_line_errors() -> Iterator[None]:
     try:
         yield
     except EXPECTED as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error("error", str(exc))
         raise typer.Exit(2) from None
-    except VisaIOError as exc:
-        err.print(f"[red]instrument error:[/] {exc.description}", highlight=False,
-                  soft_wrap=True)
+    except InstrumentError as exc:
+        _error("instrument error", str(exc))
         raise typer.Exit(1) from None
+    except VisaIOError as exc:
+        _error("instrument error", exc.description)
+        raise typer.Exit(1) from None
+
+
+def _error(kind: str, message: str) -> None:
+    err.print(f"[red]{kind}:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _load(station: Path | None) -> Station:
@@ -100,9 +114,8 @@ def _progress() -> Progress:
 @contextmanager
 def _task(description: str) -> Iterator[Callable[[float], None]]:
     with _progress() as bar:
-        task = bar.add_task(description, total=100)
+        task = bar.add_task(escape(description), total=100)
         yield lambda pct: bar.update(task, completed=pct)
-        bar.update(task, completed=100)
 
 
 # station -------------------------------------------------------------------
@@ -121,16 +134,19 @@ def _station_check(spec: Station) -> None:
 
     rig = Rig(spec)
     try:
-        table = Table(title=f"station {spec.name}")
+        found = _found_live(rig)
+        table = Table(title=f"station {escape(spec.name)}")
         for col in ("instrument", "model", "reached as", "identity"):
             table.add_column(col)
         for name, ident in rig.identities().items():
             inst = spec.instruments[name]
             where = inst.resource or f"{inst.via} node {inst.node}"
-            table.add_row(name, inst.model, where,
-                          f"{ident.get('manufacturer', '')} {ident.get('model', '')} "
-                          f"s/n {ident.get('serial', '')} fw {ident.get('firmware', '')}")
+            table.add_row(escape(name), inst.model, escape(where), escape(
+                f"{ident.get('manufacturer', '')} {ident.get('model', '')} "
+                f"s/n {ident.get('serial', '')} fw {ident.get('firmware', '')}"))
         console.print(table)
+        for problem in found:
+            err.print(f"[yellow]found at start:[/] {escape(problem)} (now off and open)")
         problems = _wiring_problems(rig)
         pins = spec.pin_channels()
         console.print(
@@ -139,12 +155,22 @@ def _station_check(spec: Station) -> None:
             f"{len(pins)} chip pins on {spec.wiring.matrix}"
         )
         for problem in problems:
-            err.print(f"[red]wiring problem:[/] {problem}")
+            err.print(f"[red]wiring problem:[/] {escape(problem)}")
         if problems:
             raise typer.Exit(1)
         console.print("[green]station ok[/]")
     finally:
         rig.close()
+
+
+def _found_live(rig: Any) -> list[str]:
+    """Outputs on and relays closed as the station was found."""
+    found = [f"{name} output on" for name, ch in rig.channels.items()
+             if ch.driver.output_enabled]
+    closed = rig.matrix.closed_channels()
+    if closed:
+        found.append(f"relays closed: {';'.join(closed)}")
+    return found
 
 
 def _wiring_problems(rig: Any) -> list[str]:
@@ -197,12 +223,11 @@ def run(
 
 
 def _report(outcome: Any) -> None:
-    colour = "green" if outcome.status == "finished" else "red"
-    console.print(f"run {outcome.run_id}: [{colour}]{outcome.status}[/]"
-                  + (f" ({outcome.message})" if outcome.message else ""))
-    console.print(f"  data: {outcome.csv_path}")
+    say(f"run {outcome.run_id}: {outcome.status}"
+        + (f" ({outcome.message})" if outcome.message else ""))
+    say(f"  data: {outcome.csv_path}")
     if outcome.summary:
-        console.print("  " + json.dumps(outcome.summary, default=str))
+        say("  " + json.dumps(outcome.summary, default=str))
 
 
 # runs ----------------------------------------------------------------------
@@ -211,41 +236,43 @@ def _report(outcome: Any) -> None:
 @runs_app.command("list")
 def runs_list(db: DbOpt = None, limit: int = 50) -> None:
     """The latest runs."""
-    engine = _engine(db)
+    with _one_line_errors():
+        engine = _engine(db)
     table = Table()
     for col in ("id", "procedure", "status", "started", "station", "chip", "points"):
         table.add_column(col)
     for r in storage.list_runs(engine, limit):
         points = len(storage.run_points(engine, r.id))
-        table.add_row(str(r.id), r.procedure, r.status,
-                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.station_name,
-                      r.chip_name, str(points))
+        table.add_row(str(r.id), escape(r.procedure), r.status,
+                      r.started_at.strftime("%Y-%m-%d %H:%M:%S"), escape(r.station_name),
+                      escape(r.chip_name), str(points))
     console.print(table)
 
 
 @runs_app.command("show")
 def runs_show(run_id: int, db: DbOpt = None) -> None:
     """One run: parameters, status, summary, data."""
-    engine = _engine(db)
+    with _one_line_errors():
+        engine = _engine(db)
     r = storage.get_run(engine, run_id)
     if r is None:
-        err.print(f"[red]error:[/] no run {run_id} in {storage.redacted(str(engine.url))}")
+        _error("error", f"no run {run_id} in {storage.redacted(str(engine.url))}")
         raise typer.Exit(2)
     points = storage.run_points(engine, run_id)
-    console.print(f"run {r.id}: {r.procedure} — {r.status}"
+    say(f"run {r.id}: {r.procedure} — {r.status}"
                   + (f" ({r.message})" if r.message else ""))
-    console.print(f"  station {r.station_name}, chip {r.chip_name}, labctl {r.software_version}")
-    console.print(f"  started {r.started_at:%Y-%m-%d %H:%M:%S}"
+    say(f"  station {r.station_name}, chip {r.chip_name}, labctl {r.software_version}")
+    say(f"  started {r.started_at:%Y-%m-%d %H:%M:%S}"
                   + (f", finished {r.finished_at:%H:%M:%S}" if r.finished_at else ""))
     if r.predicted_bench_s is not None:
-        console.print(f"  predicted duration on the real bench: {r.predicted_bench_s:.1f} s")
-    console.print(f"  parameters: {json.dumps(r.parameters)}")
-    console.print(f"  points: {len(points)}; data: {r.csv_path}")
+        say(f"  predicted duration on the real bench: {r.predicted_bench_s:.1f} s")
+    say(f"  parameters: {json.dumps(r.parameters)}")
+    say(f"  points: {len(points)}; data: {r.csv_path}")
     if r.summary:
-        console.print(f"  summary: {json.dumps(r.summary)}")
+        say(f"  summary: {json.dumps(r.summary)}")
     for m in storage.run_maps(engine, run_id)[:3]:
         values = m.to_array()
-        console.print(f"  map {m.kind} of {m.array}: {m.rows}x{m.cols}, "
+        say(f"  map {m.kind} of {m.array}: {m.rows}x{m.cols}, "
                       f"{np.nanmean(values) * 1e6:.2f} µS mean")
 
 
@@ -281,20 +308,20 @@ def demo(
     with _one_line_errors():
         spec = _load(station)
         engine = _engine(db)
+        steps = [
+            ("2. I–V sweep of cell (0, 0)", "iv_sweep", {}),
+            ("3. conductance map", "read_map", {}),
+            ("4–5. attention head on the chip", "attention_head",
+             {"sentences": str(sentences)}),
+        ]
+        procs = [runner.build_procedure(name, params, spec) for _, name, params in steps]
         console.rule("1. station check")
         _station_check(spec)
         rig = Rig(spec)
         try:
             outcomes = {}
-            steps = [
-                ("2. I–V sweep of cell (0, 0)", "iv_sweep", {}),
-                ("3. conductance map", "read_map", {}),
-                ("4–5. attention head on the chip", "attention_head",
-                 {"sentences": str(sentences)}),
-            ]
-            for title, name, params in steps:
+            for (title, name, _), proc in zip(steps, procs, strict=True):
                 console.rule(title)
-                proc = runner.build_procedure(name, params, spec)
                 with _task(name) as update:
                     outcome = runner.run(proc, spec, engine, rig=rig, progress=update)
                 _report_short(outcome)
@@ -307,7 +334,9 @@ def demo(
 
 
 def _report_short(outcome: Any) -> None:
-    console.print(f"run {outcome.run_id} {outcome.status}; data in {outcome.csv_path}")
+    say(f"run {outcome.run_id} {outcome.status}"
+        + (f" ({outcome.message})" if outcome.message else "")
+        + f"; data in {outcome.csv_path}")
 
 
 def _demo_summary(outcomes: dict[str, Any], wall_s: float) -> None:

@@ -37,23 +37,40 @@ log = logging.getLogger("labctl.run")
 VISA_TIMEOUT_MS = 10_000
 
 
+class RunAborted(Exception):
+    """The run was asked to stop (Ctrl-C, SIGTERM) and stops here."""
+
+
+class InstrumentError(RuntimeError):
+    """An instrument that cannot be opened or does not answer, in one line."""
+
+
 class Rig:
     """The instruments, wiring and guard of one station, opened."""
 
     def __init__(self, station: Station) -> None:
         self.station = station
         self.limits = station.limits
+        #: Why the run should stop at its next point (set by a signal), or None.
+        self.stop_requested: str | None = None
         self.drivers: dict[str, Any] = {}
         self._adapters: list[Any] = []
-        self._open_instruments()
+        try:
+            self._open_instruments()
+        except BaseException:
+            self._close_adapters()
+            raise
         bus_of = {end: row for row, end in station.wiring.buses.items() if end != GROUND}
-        self.guard = Guard(station.limits, bus_of)
-        self.channels = {
-            name: GuardedChannel(name, self._driver_channel(name), self.guard)
-            for name in bus_of
-        }
+        self.guard = Guard(station.limits, bus_of, self._keep_order)
+        self.channels = {}
+        for name in bus_of:
+            channel = self._driver_channel(name)
+            self.channels[name] = GuardedChannel(
+                name, channel, self.guard, getattr(channel, "connection", channel))
         matrix_name = station.wiring.matrix
-        self.matrix = GuardedMatrix(matrix_name, self.drivers[matrix_name], self.guard)
+        matrix = self.drivers[matrix_name]
+        self.matrix = GuardedMatrix(matrix_name, matrix, self.guard,
+                                    getattr(matrix, "connection", matrix))
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
         self._readers: dict[tuple[str, ...], Any] = {}
@@ -67,13 +84,20 @@ class Rig:
         masters = [n for n, s in specs.items() if s.via is None]
         for name in masters:
             spec = specs[name]
-            adapter = VISAAdapter(
-                spec.resource,
-                visa_library=resolve_library(self.station, name),
-                read_termination="\n",
-                write_termination="\n",
-                timeout=VISA_TIMEOUT_MS,
-            )
+            library = resolve_library(self.station, name)
+            try:
+                adapter = VISAAdapter(
+                    spec.resource,
+                    visa_library=library,
+                    read_termination="\n",
+                    write_termination="\n",
+                    timeout=VISA_TIMEOUT_MS,
+                )
+            except Exception as exc:
+                raise InstrumentError(
+                    f"{name} ({spec.resource} via {library}): cannot open: "
+                    f"{_reason(exc)}"
+                ) from None
             self._adapters.append(adapter)
             tsp = {"node": spec.node} if _is_tsp(spec.model) else {}
             self.drivers[name] = _driver_class(spec.model)(
@@ -97,7 +121,30 @@ class Rig:
         return getattr(self.drivers[inst], ch)
 
     def identities(self) -> dict[str, dict[str, str]]:
-        return {name: drv.identity() for name, drv in self.drivers.items()}
+        """Each instrument's identity; the first that does not answer raises."""
+        out = {}
+        for name, drv in self.drivers.items():
+            try:
+                out[name] = drv.identity()
+            except Exception as exc:
+                raise InstrumentError(f"{name}: no identity: {_reason(exc)}") from None
+        return out
+
+    def _keep_order(self, link: Any) -> None:
+        """Before an action on ``link``, send what other connections hold.
+
+        Inside :meth:`batch` each TSP connection holds its writes; an action on
+        another instrument must not overtake them (a level raised before the
+        relays it follows have switched would switch them hot).
+        """
+        for conn in self._links:
+            if conn is not link:
+                conn.flush()
+
+    def check_stop(self) -> None:
+        """Raise :class:`RunAborted` if the run was asked to stop."""
+        if self.stop_requested is not None:
+            raise RunAborted(self.stop_requested)
 
     # Wiring
 
@@ -280,9 +327,18 @@ class Rig:
 
     def close(self) -> None:
         self.safe_shutdown()
+        self._close_adapters()
+
+    def _close_adapters(self) -> None:
         for adapter in self._adapters:
             with contextlib.suppress(Exception):
                 adapter.close()
+        self._adapters.clear()
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "description", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
 
 
 def _is_tsp(model: str) -> bool:

@@ -16,27 +16,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymeasure.experiment import Results
+from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter, Results
 from sqlalchemy.engine import Engine
 
 import labctl
 from labctl import storage
-from labctl.rig import Rig
+from labctl.rig import Rig, RunAborted
 from labctl.station import Station
 from procedures import PROCEDURES
 from procedures.base import LabProcedure, ParameterError
 
 log = logging.getLogger("labctl.run")
-
-
-class RunAborted(Exception):
-    """The run was stopped by Ctrl-C or SIGTERM."""
 
 
 @dataclass
@@ -70,19 +67,49 @@ def build_procedure(name: str, params: dict[str, Any], station: Station) -> LabP
         parameter = known[key]
         try:
             parameter.value = value
-        except (ValueError, TypeError) as exc:
-            raise ParameterError(f"{name}: {key}: {exc}") from None
+        except (ValueError, TypeError):
+            raise ParameterError(f"{name}: {key} = {value!r}: {_allowed(parameter)}") from None
+        if isinstance(parameter.value, float) and not math.isfinite(parameter.value):
+            raise ParameterError(f"{name}: {key} = {value!r}: {_allowed(parameter)}")
         setattr(proc, key, parameter.value)
-    proc.check(station.limits)
+    proc.check(station)
     return proc
 
 
+def _allowed(parameter: Any) -> str:
+    """What a pymeasure Parameter accepts, in words."""
+    units = f" {parameter.units}" if getattr(parameter, "units", None) else ""
+    if isinstance(parameter, ListParameter):
+        return "give one of " + ", ".join(map(str, parameter.choices))
+    kind = "a whole number" if isinstance(parameter, IntegerParameter) else "a number"
+    if isinstance(parameter, FloatParameter | IntegerParameter):
+        return f"give {kind} from {parameter.minimum:g} to {parameter.maximum:g}{units}"
+    return "give a value"
+
+
 def csv_folder(engine: Engine) -> Path:
-    """Where run CSVs go: beside a SQLite database, else in the working folder."""
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database:
-        return Path(database).resolve().parent / "runs"
-    return Path.cwd() / "runs"
+    """Where run CSVs go: ``<database name>-runs/`` beside a SQLite file, else
+    ``labctl-runs/<database name>/`` in the working folder."""
+    database = engine.url.database or "labctl"
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        path = Path(database).resolve()
+        return path.parent / f"{path.stem}-runs"
+    return Path.cwd() / "labctl-runs" / Path(database).name
+
+
+def new_csv(folder: Path, run_id: int, procedure: str) -> Path:
+    """A CSV path no other run uses (a file left by a reset database is kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"run-{run_id:05d}-{procedure}"
+    for n in range(1, 1000):
+        path = folder / (f"{stem}.csv" if n == 1 else f"{stem}-{n}.csv")
+        try:
+            path.touch(exist_ok=False)
+        except FileExistsError:
+            continue
+        path.unlink()  # pymeasure's Results writes the header into a new file
+        return path
+    raise RuntimeError(f"{folder}: no free file name for {stem}")
 
 
 class _Recorder:
@@ -116,11 +143,17 @@ class _Recorder:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into RunAborted in the main thread."""
+def _stop_on_signals(rig: Rig) -> Iterator[None]:
+    """SIGINT or SIGTERM asks the run to stop at its next point; a second one
+    stops it at once. Either way the safe end follows."""
 
     def handler(signum: int, _frame: Any) -> None:
-        raise RunAborted(f"stopped by {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        if rig.stop_requested is None:
+            rig.stop_requested = f"stopped by {name}"
+            log.warning("%s: stopping at the next point (again to stop at once)", name)
+            return
+        raise RunAborted(f"stopped by {name}")
 
     previous = {}
     try:
@@ -166,59 +199,67 @@ def run(
     rig: Rig | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> RunOutcome:
-    """Run a built procedure on the station and store everything it measures."""
+    """Run a built procedure on the station and store everything it measures.
+
+    Raises what made the run impossible before its row was written (the
+    instruments not answering, say), after the safe end; once the row exists,
+    every outcome is stored and returned.
+    """
     own_rig = rig is None
     rig = rig or Rig(station)
-    with _stop_on_signals():
+    rig.stop_requested = None
+    recorder: storage.RunRecorder | None = None
+    sink: _Recorder | None = None
+    csv_path = Path()
+    status, message, error = "finished", None, None
+    clock_at_start = predicted = None
+    with _stop_on_signals(rig):
         try:
             identities = rig.identities()
-        except BaseException:
-            with _signals_ignored():
-                rig.safe_shutdown()
-            raise
-        recorder = storage.RunRecorder.start(
-            engine,
-            procedure=proc.NAME,
-            parameters=proc.parameter_values(),
-            station_name=station.name,
-            station_snapshot=station_snapshot(station, identities),
-            chip_name=station.chip_spec.name if station.chip_spec else "",
-            software_version=labctl.__version__,
-        )
-        folder = csv_folder(engine)
-        folder.mkdir(parents=True, exist_ok=True)
-        csv_path = folder / f"run-{recorder.run_id:05d}-{proc.NAME}.csv"
-        recorder.set_csv_path(str(csv_path))
-        sink = _Recorder(recorder, Results(proc, str(csv_path)), progress)
-        proc.emit = sink.emit  # type: ignore[method-assign]
-        # Ctrl-C and SIGTERM raise RunAborted instead of asking to stop.
-        proc.should_stop = lambda: False  # type: ignore[method-assign]
-        proc.rig = rig
-        proc.sink = sink
-        status, message = "finished", None
-        clock_at_start = rig.predicted_bench_s()
-        try:
+            recorder = storage.RunRecorder.start(
+                engine,
+                procedure=proc.NAME,
+                parameters=proc.parameter_values(),
+                station_name=station.name,
+                station_snapshot=station_snapshot(station, identities),
+                chip_name=station.chip_spec.name if station.chip_spec else "",
+                software_version=labctl.__version__,
+            )
+            csv_path = new_csv(csv_folder(engine), recorder.run_id, proc.NAME)
+            recorder.set_csv_path(str(csv_path))
+            sink = _Recorder(recorder, Results(proc, str(csv_path)), progress)
+            proc.emit = sink.emit  # type: ignore[method-assign]
+            proc.should_stop = lambda: rig.stop_requested is not None  # type: ignore[method-assign]
+            proc.rig = rig
+            proc.sink = sink
+            clock_at_start = rig.predicted_bench_s()
             proc.startup()
             proc.execute()
+            if rig.stop_requested:
+                status, message = "aborted", rig.stop_requested
         except (KeyboardInterrupt, RunAborted) as exc:
-            status, message = "aborted", str(exc) or "stopped by Ctrl-C"
+            status, message, error = "aborted", str(exc) or "stopped by Ctrl-C", exc
         except Exception as exc:
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
-            log.debug("run %d failed", recorder.run_id, exc_info=True)
+            status, message, error = "failed", f"{type(exc).__name__}: {exc}", exc
+            log.debug("run failed", exc_info=True)
         finally:
             with _signals_ignored():
                 problems = rig.safe_shutdown(message if status != "finished" else None)
                 with contextlib.suppress(Exception):
                     proc.shutdown()
-                sink.close()
+                if sink is not None:
+                    sink.close()
                 if problems and status == "finished":
                     status, message = "failed", "; ".join(problems)
-                predicted = rig.predicted_bench_s()
+                with contextlib.suppress(Exception):
+                    predicted = rig.predicted_bench_s()
                 if predicted is not None and clock_at_start is not None:
                     predicted -= clock_at_start
-                recorder.finish(status, message, proc.summary, predicted)
+                if recorder is not None:
+                    recorder.finish(status, message, proc.summary, predicted)
                 if own_rig:
                     rig.close()
-    return RunOutcome(
-        recorder.run_id, status, csv_path, proc.summary, message, predicted
-    )
+    if recorder is None:
+        assert error is not None
+        raise error
+    return RunOutcome(recorder.run_id, status, csv_path, proc.summary, message, predicted)

@@ -17,7 +17,7 @@ instrument; nothing reaches the instrument.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,14 @@ class _ChannelState:
 class Guard:
     """Tracks what every output and relay is doing and refuses unsafe actions."""
 
-    def __init__(self, limits: Limits, bus_of: dict[str, str]) -> None:
+    def __init__(self, limits: Limits, bus_of: dict[str, str],
+                 order: Callable[[Any], None] | None = None) -> None:
         self.limits = limits
         self.bus_of = bus_of  # channel name -> matrix row it is wired to
         self.states = {name: _ChannelState() for name in bus_of}
+        #: Called with an action's connection before it is sent, so that writes
+        #: held for other connections go out first and the order is kept.
+        self.order = order or (lambda link: None)
 
     def state(self, channel: str) -> _ChannelState:
         return self.states.setdefault(channel, _ChannelState())
@@ -100,11 +104,12 @@ class Guard:
 class GuardedChannel:
     """A source-measure channel whose every action passes the guard first."""
 
-    def __init__(self, name: str, channel: Any, guard: Guard) -> None:
+    def __init__(self, name: str, channel: Any, guard: Guard, link: Any = None) -> None:
         self.name = name
         self._channel = channel
         self._guard = guard
         self._state = guard.state(name)
+        self._link = link if link is not None else channel
         # A driver may offer a lean setter for the level, sent in hot loops.
         writer = getattr(channel, "level_writer", None)
         self._set_level = writer() if writer else (
@@ -123,6 +128,7 @@ class GuardedChannel:
     @current_limit.setter
     def current_limit(self, limit_a: float) -> None:
         self._guard.check_limit(self.name, limit_a)
+        self._guard.order(self._link)
         self._channel.current_limit = limit_a
         self._guard.state(self.name).limit_a = limit_a
 
@@ -133,6 +139,7 @@ class GuardedChannel:
     @source_voltage.setter
     def source_voltage(self, level_v: float) -> None:
         self._guard.check_level(self.name, level_v)
+        self._guard.order(self._link)
         self._set_level(level_v)
         self._state.level_v = float(level_v)
 
@@ -144,6 +151,7 @@ class GuardedChannel:
     def output_enabled(self, on: bool) -> None:
         if on:
             self._guard.check_enable(self.name)
+        self._guard.order(self._link)
         self._channel.output_enabled = bool(on)
         self._guard.state(self.name).on = bool(on)
 
@@ -153,15 +161,20 @@ class GuardedChannel:
 
     @nplc.setter
     def nplc(self, value: float) -> None:
+        self._guard.order(self._link)
         self._channel.nplc = value
 
     def measure_current(self) -> float:
+        self._guard.order(self._link)
         return float(self._channel.measure_current())
 
     def sweep_voltage(self, levels_v: Sequence[float], settle_s: float) -> np.ndarray:
         levels = np.asarray(levels_v, dtype=float)
+        if levels.size == 0:
+            raise SafetyError(f"{self.name}: a sweep needs at least one level")
         self._guard.check_enable(self.name)
         self._guard.check_level(self.name, float(np.max(np.abs(levels))), "sweep level")
+        self._guard.order(self._link)
         currents = self._channel.sweep_voltage(levels, settle_s)
         self._after_factory()
         return np.asarray(currents, dtype=float)
@@ -172,6 +185,7 @@ class GuardedChannel:
         self._guard.check_enable(self.name)
         self._guard.check_level(self.name, level_v, "pulse level")
         self._guard.check_level(self.name, bias_v, "pulse bias")
+        self._guard.order(self._link)
         currents = self._channel.pulse_train(level_v, width_s, bias_v, off_s, count)
         self._after_factory()
         return np.asarray(currents, dtype=float)
@@ -183,6 +197,7 @@ class GuardedChannel:
         self._guard.check_enable(self.name)
         self._guard.check_level(self.name, level_v, "pulse level")
         self._guard.check_level(self.name, bias_v, "pulse bias")
+        self._guard.order(self._link)
         self._channel.apply_pulses(level_v, width_s, bias_v, off_s, count)
         self._after_factory()
 
@@ -193,6 +208,7 @@ class GuardedChannel:
 
     def force_off(self) -> None:
         """Turn the output off at once, past any batch, without checks (safe ends)."""
+        self._guard.order(self._link)
         self._channel.turn_off()
         self._guard.state(self.name).on = False
 
@@ -200,10 +216,11 @@ class GuardedChannel:
 class GuardedMatrix:
     """A switch matrix that only switches cold."""
 
-    def __init__(self, name: str, matrix: Any, guard: Guard) -> None:
+    def __init__(self, name: str, matrix: Any, guard: Guard, link: Any = None) -> None:
         self.name = name
         self._matrix = matrix
         self._guard = guard
+        self._link = link if link is not None else matrix
 
     @property
     def driver(self) -> Any:
@@ -215,23 +232,29 @@ class GuardedMatrix:
 
     def close(self, channels: Sequence[str]) -> None:
         self._guard.check_switch(self._rows(channels), "close")
+        self._guard.order(self._link)
         self._matrix.close(channels)
 
     def open(self, channels: Sequence[str]) -> None:
         self._guard.check_switch(self._rows(channels), "open")
+        self._guard.order(self._link)
         self._matrix.open(channels)
 
     def exclusive_close(self, channels: Sequence[str]) -> None:
         self._guard.check_switch(set("ABCDEFGH"), "exclusive close")
+        self._guard.order(self._link)
         self._matrix.exclusive_close(channels)
 
     def open_all(self) -> None:
         self._guard.check_switch(set("ABCDEFGH"), "open all")
+        self._guard.order(self._link)
         self._matrix.open_all()
 
     def closed_channels(self) -> list[str]:
+        self._guard.order(self._link)
         return list(self._matrix.closed_channels())
 
     def force_open_all(self) -> None:
         """Open every relay at once, past any batch (safe ends, outputs off first)."""
+        self._guard.order(self._link)
         self._matrix.shutdown()

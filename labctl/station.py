@@ -290,6 +290,14 @@ class Station(_Strict):
                 return row
         raise KeyError(f"{channel} is not wired to any matrix row")
 
+    def wired_lines(self, array: str) -> tuple[int, int]:
+        """How many rows and columns of an array the matrix reaches."""
+        kinds = [parse_pin(p)[1] for p in self.pin_channels() if parse_pin(p)[0] == array]
+        return kinds.count("row"), kinds.count("col")
+
+    def wired_arrays(self) -> list[str]:
+        return sorted({parse_pin(p)[0] for p in self.pin_channels()})
+
     @property
     def ground_bus(self) -> str:
         return self.bus_of(GROUND)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,16 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 log = logging.getLogger("labctl.storage")
 
 STATUSES = ("running", "finished", "failed", "aborted", "interrupted")
+
+
+class StorageError(RuntimeError):
+    """A database that cannot be opened or written, in one line."""
 
 
 class Base(DeclarativeBase):
@@ -63,6 +69,8 @@ class Run(Base):
     csv_path: Mapped[str | None] = mapped_column(Text)
     predicted_bench_s: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Point(Base):
@@ -118,10 +126,16 @@ def default_url() -> str:
 
 
 def as_url(path_or_url: str) -> str:
+    """A SQLAlchemy URL from a URL or a SQLite file path (its folder is made)."""
     if "://" in path_or_url:
         return path_or_url
     path = Path(path_or_url).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise StorageError(f"database {path} is a folder; give a file path or a URL")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"database {path}: cannot make its folder: {exc.strerror}") from None
     return f"sqlite:///{path}"
 
 
@@ -135,10 +149,14 @@ def redacted(url: str) -> str:
 def connect(url: str | None = None) -> Engine:
     """Open (and create if needed) the run database."""
     url = url or default_url()
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    try:
+        engine = create_engine(url)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(engine)
+    except (SQLAlchemyError, ImportError, OSError, ValueError) as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        raise StorageError(f"database {redacted(url)}: {reason}") from None
     return engine
 
 
@@ -186,6 +204,8 @@ class RunRecorder:
                 chip_name=chip_name,
                 software_version=software_version,
                 csv_path=csv_path,
+                host=socket.gethostname(),
+                pid=os.getpid(),
             )
             session.add(run)
             session.commit()
@@ -257,14 +277,32 @@ class RunRecorder:
 
 
 def mark_interrupted(engine: Engine) -> list[int]:
-    """Mark runs left 'running' by a process that died as interrupted."""
+    """Mark runs left 'running' by a process of this host that has ended.
+
+    A run of a process still alive, or of another host (whose processes this
+    one cannot see), is left as it is.
+    """
+    here = socket.gethostname()
     with Session(engine) as session:
         runs = session.scalars(select(Run).where(Run.status == "running")).all()
-        for run in runs:
+        ended = [r for r in runs if r.host == here and not _alive(r.pid)]
+        for run in ended:
             run.status = "interrupted"
             run.message = run.message or "the process running it ended before it finished"
         session.commit()
-        return [run.id for run in runs]
+        return [run.id for run in ended]
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def list_runs(engine: Engine, limit: int = 50) -> list[Run]:

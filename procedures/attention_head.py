@@ -14,7 +14,7 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 from labctl.engine.attention import PLACEMENT, HeadConfig, OnChipHead
 from labctl.engine.mac import MacConfig
 from labctl.engine.writeverify import WriteVerifyConfig
-from labctl.station import Limits
+from labctl.station import Station
 from labctl.workload import load_extract
 from procedures.base import LabProcedure
 from procedures.program_map import summarize
@@ -31,6 +31,10 @@ class AttentionHead(LabProcedure):
                                default=0.02)
     read_voltage = FloatParameter("Read voltage", units="V", minimum=1e-3, maximum=210,
                                   default=0.2)
+    set_voltage = FloatParameter("Largest SET pulse", units="V", minimum=0, maximum=210,
+                                 default=1.2)
+    reset_voltage = FloatParameter("Largest RESET pulse", units="V", minimum=-210,
+                                   maximum=0, default=-1.1)
     g_low = FloatParameter("Zero-weight conductance", units="S", minimum=1e-9,
                            maximum=1, default=15e-6)
     g_high = FloatParameter("Largest-weight conductance", units="S", minimum=1e-9,
@@ -38,11 +42,18 @@ class AttentionHead(LabProcedure):
 
     DATA_COLUMNS = ["Sentence", "Token", "Cosine", "Cosine q", "Cosine k", "Cosine v"]
 
-    def check(self, limits: Limits) -> None:
-        self.require(self.read_voltage <= limits.max_read_voltage_v,
-                     f"attention_head: read_voltage = {self.read_voltage:g} V exceeds "
-                     f"the chip's max_read_voltage_v of {limits.max_read_voltage_v:g} V")
+    def check(self, station: Station) -> None:
+        limits = station.limits
+        self.check_level("read_voltage", self.read_voltage, limits.max_read_voltage_v,
+                         "max_read_voltage_v")
+        for name in ("set_voltage", "reset_voltage"):
+            self.check_level(name, getattr(self, name), limits.max_voltage_v, "max_voltage_v")
         self.require(self.g_low < self.g_high, "attention_head: g_low must be below g_high")
+        self.check_cell(station, self.array)
+        available = len(load_extract().sentences)
+        self.require(self.sentences <= available,
+                     f"attention_head: sentences = {self.sentences}: the extract holds "
+                     f"{available} (0 for all)")
 
     def config(self) -> HeadConfig:
         return HeadConfig(
@@ -51,7 +62,9 @@ class AttentionHead(LabProcedure):
             g_low_s=self.g_low, g_high_s=self.g_high,
             write=WriteVerifyConfig.for_preset(self.rig.station.chip_spec.preset,
                                                tolerance=self.tolerance,
-                                               read_voltage_v=self.read_voltage),
+                                               read_voltage_v=self.read_voltage,
+                                               set_voltage_v=self.set_voltage,
+                                               reset_voltage_v=self.reset_voltage),
             mac=MacConfig(bits=self.bits, read_voltage_v=self.read_voltage),
         )
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pymeasure.experiment import Procedure
 
-from labctl.station import Limits
+from labctl.station import Station
 
 if TYPE_CHECKING:
     from labctl.rig import Rig
@@ -54,11 +54,30 @@ class LabProcedure(Procedure):
         super().__init__(**kwargs)
         self.summary = {}
 
-    def check(self, limits: Limits) -> None:
-        """Refuse parameters the chip's limits do not allow, before any output.
+    def check(self, station: Station) -> None:
+        """Refuse what the station and chip do not allow, before anything opens.
 
         Subclasses add their own checks; raise :class:`ParameterError`.
         """
+
+    def check_level(self, name: str, level_v: float, limit_v: float, what: str) -> None:
+        self.require(abs(level_v) <= limit_v,
+                     f"{self.NAME}: {name} = {level_v:g} V exceeds the chip's {what} "
+                     f"of {limit_v:g} V")
+
+    def check_cell(self, station: Station, array: str, row: int | None = None,
+                   col: int | None = None) -> None:
+        """The array exists and (row, col) is one of its wired lines."""
+        rows, cols = station.wired_lines(array)
+        self.require(rows > 0 and cols > 0,
+                     f"{self.NAME}: array = {array!r}: the station reaches no lines of "
+                     f"it; wired arrays: {', '.join(station.wired_arrays())}")
+        if row is not None:
+            self.require(row < rows, f"{self.NAME}: row = {row}: array {array} has "
+                         f"{rows} wired rows (0..{rows - 1})")
+        if col is not None:
+            self.require(col < cols, f"{self.NAME}: col = {col}: array {array} has "
+                         f"{cols} wired columns (0..{cols - 1})")
 
     def progress(self, done: int, total: int) -> None:
         self.emit("progress", 100.0 * done / max(total, 1))

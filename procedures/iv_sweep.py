@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
-from labctl.station import Limits
+from labctl.station import Station
 from procedures.base import LabProcedure
 
 
@@ -29,19 +29,15 @@ class IVSweep(LabProcedure):
     v_min = FloatParameter("Minimum voltage", units="V", minimum=-210, maximum=0, default=-1.2)
     step = FloatParameter("Voltage step", units="V", minimum=1e-4, maximum=10, default=0.02)
     compliance = FloatParameter("Compliance", units="A", minimum=1e-9, maximum=1.5, default=2e-4)
-    settle = FloatParameter("Settling time", units="s", minimum=0, maximum=10, default=1e-3)
     cycles = IntegerParameter("Cycles", minimum=1, maximum=1000, default=1)
 
     DATA_COLUMNS = ["Cycle", "Voltage (V)", "Current (A)", "Compliance"]
 
-    def check(self, limits: Limits) -> None:
+    def check(self, station: Station) -> None:
+        limits = station.limits
         for name in ("v_max", "v_min"):
-            level = getattr(self, name)
-            self.require(
-                abs(level) <= limits.max_voltage_v,
-                f"iv_sweep: {name} = {level:g} V exceeds the chip's max_voltage_v "
-                f"of {limits.max_voltage_v:g} V",
-            )
+            self.check_level(name, getattr(self, name), limits.max_voltage_v, "max_voltage_v")
+        self.check_cell(station, self.array, self.row, self.col)
         self.require(
             self.compliance <= limits.max_compliance_a,
             f"iv_sweep: compliance = {self.compliance:g} A exceeds the chip's "
@@ -67,9 +63,6 @@ class IVSweep(LabProcedure):
         self.bias = rig.smu(roles.bias)
         self.sense = rig.smu(roles.sense[0])
         lines = rig.lines(self.array)
-        self.require(self.row < lines.n_rows and self.col < lines.n_cols,
-                     f"iv_sweep: cell ({self.row}, {self.col}) is not wired on array "
-                     f"{self.array} ({lines.n_rows} x {lines.n_cols} wired lines)")
         limit = rig.limits.max_compliance_a
         with rig.batch():
             for ch, lim in ((self.drive, limit), (self.bias, limit),

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
-from labctl.engine.lines import ArrayLines
 from labctl.engine.writeverify import CellLog, WriteVerify, WriteVerifyConfig
-from labctl.station import Limits
+from labctl.station import Station
 from procedures.base import LabProcedure, ParameterError
 
 PATTERNS = ("checkerboard", "gradient", "random")
@@ -42,24 +41,19 @@ class ProgramMap(LabProcedure):
     DATA_COLUMNS = ["Row", "Column", "Target (S)", "Conductance (S)", "Error",
                     "Pulses", "Rounds", "Converged", "Stuck"]
 
-    def check(self, limits: Limits) -> None:
+    def check(self, station: Station) -> None:
+        limits = station.limits
         for name in ("set_voltage", "reset_voltage"):
-            level = getattr(self, name)
-            self.require(abs(level) <= limits.max_voltage_v,
-                         f"program_map: {name} = {level:g} V exceeds the chip's "
-                         f"max_voltage_v of {limits.max_voltage_v:g} V")
-        self.require(self.read_voltage <= limits.max_read_voltage_v,
-                     f"program_map: read_voltage = {self.read_voltage:g} V exceeds the "
-                     f"chip's max_read_voltage_v of {limits.max_read_voltage_v:g} V")
-        self.require(self.g_low < self.g_high,
-                     "program_map: g_low must be below g_high")
-        if self.targets not in PATTERNS and not Path(self.targets).is_file():
-            raise ParameterError(
-                f"program_map: targets = {self.targets!r} is neither a pattern "
-                f"({', '.join(PATTERNS)}) nor an existing .npy file"
-            )
+            self.check_level(name, getattr(self, name), limits.max_voltage_v, "max_voltage_v")
+        self.check_level("read_voltage", self.read_voltage, limits.max_read_voltage_v,
+                         "max_read_voltage_v")
+        self.require(self.g_low < self.g_high, "program_map: g_low must be below g_high")
+        self.check_cell(station, self.array)
+        rows, cols = station.wired_lines(self.array)
+        self.planned = self.target_map(rows, cols)
 
     def target_map(self, rows: int, cols: int) -> np.ndarray:
+        """The targets, S: a named pattern, or a checked .npy file."""
         if self.targets == "checkerboard":
             board = (np.add.outer(np.arange(rows), np.arange(cols)) % 2).astype(float)
         elif self.targets == "gradient":
@@ -68,14 +62,33 @@ class ProgramMap(LabProcedure):
         elif self.targets == "random":
             board = np.random.default_rng(self.seed).random((rows, cols))
         else:
-            loaded = np.load(self.targets)
-            if loaded.shape != (rows, cols):
-                raise ParameterError(
-                    f"program_map: {self.targets} holds a {loaded.shape} map; the wired "
-                    f"lines of {self.array} are {rows} x {cols}"
-                )
-            return loaded.astype(float)
+            return self._load_targets(rows, cols)
         return self.g_low + board * (self.g_high - self.g_low)
+
+    def _load_targets(self, rows: int, cols: int) -> np.ndarray:
+        where = f"program_map: targets = {self.targets!r}"
+        path = Path(self.targets)
+        if not path.is_file():
+            raise ParameterError(f"{where} is neither a pattern ({', '.join(PATTERNS)}) "
+                                 "nor an existing .npy file")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (ValueError, OSError):
+            raise ParameterError(f"{where}: not a .npy array file") from None
+        if not isinstance(loaded, np.ndarray) or loaded.dtype.kind not in "fiu":
+            raise ParameterError(f"{where}: not a .npy array of numbers")
+        if loaded.shape != (rows, cols):
+            raise ParameterError(f"{where}: holds a {loaded.shape} map; the wired lines "
+                                 f"of {self.array} are {rows} x {cols}")
+        targets = loaded.astype(float)
+        window = (self.g_low, self.g_high)
+        if not np.all(np.isfinite(targets)) or targets.min() < window[0] * 0.999 \
+                or targets.max() > window[1] * 1.001:
+            raise ParameterError(
+                f"{where}: targets must be finite and within g_low..g_high "
+                f"({window[0]:g}..{window[1]:g} S); the file spans "
+                f"{np.nanmin(targets):g}..{np.nanmax(targets):g} S")
+        return targets
 
     def startup(self) -> None:
         config = WriteVerifyConfig.for_preset(
@@ -88,8 +101,7 @@ class ProgramMap(LabProcedure):
         self.writer = WriteVerify(self.rig, self.array, config)
 
     def execute(self) -> None:
-        lines: ArrayLines = self.writer.lines
-        targets = self.target_map(lines.n_rows, lines.n_cols)
+        targets = self.planned
         self.sink.add_map(self.array, "target", targets, None)
         final = np.full(targets.shape, np.nan)
         total = targets.size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pymeasure.experiment import FloatParameter, ListParameter, Parameter
 
-from labctl.station import Limits
+from labctl.station import Station
 from procedures.base import LabProcedure
 
 
@@ -28,12 +28,11 @@ class ReadMap(LabProcedure):
 
     DATA_COLUMNS = ["Row", "Column", "Current (A)", "Conductance (S)"]
 
-    def check(self, limits: Limits) -> None:
-        self.require(
-            self.read_voltage <= limits.max_read_voltage_v,
-            f"read_map: read_voltage = {self.read_voltage:g} V exceeds the chip's "
-            f"max_read_voltage_v of {limits.max_read_voltage_v:g} V",
-        )
+    def check(self, station: Station) -> None:
+        limits = station.limits
+        self.check_level("read_voltage", self.read_voltage, limits.max_read_voltage_v,
+                         "max_read_voltage_v")
+        self.check_cell(station, self.array)
         self.require(
             self.compliance <= limits.max_compliance_a,
             f"read_map: compliance = {self.compliance:g} A exceeds the chip's "
@@ -60,6 +59,15 @@ class ReadMap(LabProcedure):
         other = rig.ground_bus if self.unselected == "grounded" else None
         rows, cols = self.lines.n_rows, self.lines.n_cols
         conductance = np.full((rows, cols), np.nan)
+        try:
+            self._scan(conductance, drive_bus, sense_bus, other)
+        finally:  # a stopped or failed map keeps the cells it read
+            self._store(conductance)
+
+    def _scan(self, conductance: np.ndarray, drive_bus: str, sense_bus: str,
+              other: str | None) -> None:
+        rig = self.rig
+        rows, cols = conductance.shape
         for r in range(rows):
             for c in range(cols):
                 with rig.batch():
@@ -72,10 +80,8 @@ class ReadMap(LabProcedure):
                                       "Conductance (S)": conductance[r, c]})
                 self.progress(r * cols + c + 1, rows * cols)
                 if self.should_stop():
-                    self._store(conductance)
                     return
         self.drive.source_voltage = 0.0
-        self._store(conductance)
 
     def _store(self, conductance: np.ndarray) -> None:
         self.map_s = conductance

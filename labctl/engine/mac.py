@@ -92,6 +92,7 @@ class AnalogMac:
             self._sense_columns(cols)
             sense = self.sense[: len(cols)]
             for t in range(t_count):
+                self.rig.check_stop()
                 for b in range(self.config.bits):
                     rows = self._row_buses(mag[t], sign[t], b)
                     if rows is None:

@@ -173,6 +173,7 @@ class WriteVerify:
         self.prepare()
         logs = []
         for r, c in self._order(rows, cols):
+            self.rig.check_stop()
             entry = self._program_cell(r, c, float(targets_s[r, c]))
             logs.append(entry)
             if on_cell is not None:

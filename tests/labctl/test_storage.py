@@ -1,6 +1,11 @@
 """The run database keeps every point as it is stored."""
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
+from sqlalchemy.orm import Session
 
 from labctl import storage
 
@@ -27,13 +32,37 @@ def test_points_maps_results_round_trip(tmp_path):
     assert storage.run_results(other, rec.run_id)[0].metrics == {"cosine": 0.99}
 
 
-def test_running_runs_are_marked_interrupted(tmp_path):
-    engine = storage.connect(storage.as_url(str(tmp_path / "db.sqlite")))
-    rec = storage.RunRecorder.start(
+def start(engine):
+    return storage.RunRecorder.start(
         engine, procedure="iv_sweep", parameters={}, station_name="s",
         station_snapshot={}, chip_name="c", software_version="0")
-    assert storage.mark_interrupted(engine) == [rec.run_id]
-    assert storage.get_run(engine, rec.run_id).status == "interrupted"
+
+
+def test_runs_of_ended_processes_are_marked_interrupted(tmp_path):
+    engine = storage.connect(storage.as_url(str(tmp_path / "db.sqlite")))
+    live = start(engine)
+    dead = start(engine)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with Session(engine) as session:
+        session.get(storage.Run, dead.run_id).pid = child.pid
+        session.commit()
+    assert storage.mark_interrupted(engine) == [dead.run_id]
+    assert storage.get_run(engine, dead.run_id).status == "interrupted"
+    assert storage.get_run(engine, live.run_id).status == "running"
+
+
+@pytest.mark.parametrize("make", [lambda p: p, lambda p: p / "f" / "x.sqlite"])
+def test_unusable_database_paths_are_one_line(tmp_path, make):
+    (tmp_path / "f").write_text("a file, not a folder")
+    with pytest.raises(storage.StorageError) as info:
+        storage.connect(storage.as_url(str(make(tmp_path))))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_url_scheme_is_one_line():
+    with pytest.raises(storage.StorageError, match="database foo://bar"):
+        storage.connect("foo://bar")
 
 
 def test_password_is_redacted():
