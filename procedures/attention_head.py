@@ -26,7 +26,7 @@ class AttentionHead(LabProcedure):
     array = Parameter("Array", default="A0")
     head = IntegerParameter("Head", minimum=0, maximum=11, default=0)
     sentences = IntegerParameter("Sentences (0 for all)", minimum=0, maximum=10_000, default=0)
-    bits = IntegerParameter("Input bits", minimum=1, maximum=12, default=6)
+    bits = IntegerParameter("Input bits", minimum=1, maximum=12, default=5)
     tolerance = FloatParameter("Write-verify tolerance", minimum=1e-4, maximum=0.5,
                                default=0.02)
     read_voltage = FloatParameter("Read voltage", units="V", minimum=1e-3, maximum=210,

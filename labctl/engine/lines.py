@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from labctl.rig import Rig
+import numpy as np
+
+if TYPE_CHECKING:
+    from labctl.rig import Rig
 
 Bus = str | None  # a matrix row letter, or None for a floating line
+FLOATING = -1  # the code of a line on no bus
 
 
 class ArrayLines:
@@ -17,21 +22,24 @@ class ArrayLines:
 
     Each change opens the relays that must open before it closes new ones,
     so a line is never on two buses at once (no bus-to-bus short). The
-    guard checks that the switching is cold.
+    guard checks that the switching is cold. Buses can be given by letter
+    (:meth:`set`) or, in hot loops, by code, an index into :attr:`buses`
+    with :data:`FLOATING` for none (:meth:`set_codes`).
     """
 
     def __init__(self, rig: Rig, array: str) -> None:
         self.rig = rig
         self.array = array
         self.row_pins, self.col_pins = rig.array_pins(array)
-        self.row_bus: list[Bus] = [None] * len(self.row_pins)
-        self.col_bus: list[Bus] = [None] * len(self.col_pins)
-        buses = set(rig.station.wiring.buses)
-        self._xp = {
-            (pin, bus): rig.crosspoint(pin, bus)
-            for pin in self.row_pins + self.col_pins
-            for bus in buses
-        }
+        self.buses = sorted(rig.station.wiring.buses)
+        self._code = {bus: k for k, bus in enumerate(self.buses)}
+        pins = self.row_pins + self.col_pins
+        # _xp[line, code]: the crosspoint joining that line to that bus
+        self._xp = np.array(
+            [[rig.crosspoint(pin, bus) for bus in self.buses] for pin in pins],
+            dtype=object,
+        )
+        self._now = np.full(len(pins), FLOATING, dtype=np.int64)
 
     @property
     def n_rows(self) -> int:
@@ -41,6 +49,21 @@ class ArrayLines:
     def n_cols(self) -> int:
         return len(self.col_pins)
 
+    @property
+    def row_bus(self) -> list[Bus]:
+        return [self._name(c) for c in self._now[: self.n_rows]]
+
+    @property
+    def col_bus(self) -> list[Bus]:
+        return [self._name(c) for c in self._now[self.n_rows :]]
+
+    def code(self, bus: Bus) -> int:
+        """The code of a bus letter (None: floating)."""
+        return FLOATING if bus is None else self._code[bus]
+
+    def _name(self, code: int) -> Bus:
+        return None if code == FLOATING else self.buses[code]
+
     def clear(self) -> None:
         """Open every relay of the matrix."""
         self.rig.matrix.open_all()
@@ -48,42 +71,44 @@ class ArrayLines:
 
     def forget(self) -> None:
         """Record every line as floating (after the matrix opened all relays)."""
-        self.row_bus = [None] * self.n_rows
-        self.col_bus = [None] * self.n_cols
+        self._now[:] = FLOATING
 
     def set(self, row_bus: Sequence[Bus] | None = None,
             col_bus: Sequence[Bus] | None = None) -> None:
         """Put rows and columns on the given buses (None: leave unchanged)."""
-        opens: list[str] = []
-        closes: list[str] = []
-        if row_bus is not None:
-            self._delta(self.row_pins, self.row_bus, row_bus, opens, closes)
-        if col_bus is not None:
-            self._delta(self.col_pins, self.col_bus, col_bus, opens, closes)
-        if opens:
-            self.rig.matrix.open(opens)
-        if closes:
-            self.rig.matrix.close(closes)
+        rows = None if row_bus is None else [self.code(b) for b in row_bus]
+        cols = None if col_bus is None else [self.code(b) for b in col_bus]
+        self.set_codes(rows, cols)
 
-    def _delta(self, pins: list[str], now: list[Bus], want: Sequence[Bus],
-               opens: list[str], closes: list[str]) -> None:
-        if len(want) != len(now):
-            raise ValueError(f"{self.array}: {len(want)} buses given for {len(now)} lines")
-        xp = self._xp
-        for k, (old, new) in enumerate(zip(now, want, strict=True)):
-            if old == new:
-                continue
-            if old is not None:
-                opens.append(xp[pins[k], old])
-            if new is not None:
-                closes.append(xp[pins[k], new])
-            now[k] = new
+    def set_codes(self, rows: Sequence[int] | np.ndarray | None = None,
+                  cols: Sequence[int] | np.ndarray | None = None) -> None:
+        """As :meth:`set`, with buses given by code."""
+        want = self._now.copy()
+        for part, codes in ((slice(0, self.n_rows), rows),
+                            (slice(self.n_rows, None), cols)):
+            if codes is not None:
+                codes = np.asarray(codes, dtype=np.int64)
+                if codes.shape != want[part].shape:
+                    raise ValueError(f"{self.array}: {codes.size} buses given for "
+                                     f"{want[part].size} lines")
+                want[part] = codes
+        changed = np.flatnonzero(want != self._now)
+        if not changed.size:
+            return
+        old, new = self._now[changed], want[changed]
+        leaving, joining = changed[old != FLOATING], changed[new != FLOATING]
+        if leaving.size:
+            self.rig.matrix.open(self._xp[leaving, old[old != FLOATING]].tolist())
+            self._now[leaving] = FLOATING
+        if joining.size:
+            self.rig.matrix.close(self._xp[joining, new[new != FLOATING]].tolist())
+            self._now[joining] = want[joining]
 
     def select(self, row: int, col: int, row_bus: str, col_bus: str,
                other_rows: Bus, other_cols: Bus) -> None:
         """One cell selected: its row and column on buses, the others as given."""
-        rows = [other_rows] * self.n_rows
-        cols = [other_cols] * self.n_cols
-        rows[row] = row_bus
-        cols[col] = col_bus
-        self.set(rows, cols)
+        rows = np.full(self.n_rows, self.code(other_rows))
+        cols = np.full(self.n_cols, self.code(other_cols))
+        rows[row] = self.code(row_bus)
+        cols[col] = self.code(col_bus)
+        self.set_codes(rows, cols)

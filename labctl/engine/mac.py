@@ -23,7 +23,7 @@ from labctl.rig import Rig
 
 @dataclass(frozen=True)
 class MacConfig:
-    bits: int = 6  # magnitude bits of an input; the sign is the polarity
+    bits: int = 5  # magnitude bits of an input; the sign is the polarity
     read_voltage_v: float = 0.2
     limit_a: float = 5e-3
     nplc: float = 0.1  # integration of each sense reading, power-line cycles
@@ -93,10 +93,7 @@ class AnalogMac:
             sense = self.sense[: len(cols)]
             for t in range(t_count):
                 self.rig.check_stop()
-                for b in range(self.config.bits):
-                    rows = self._row_buses(mag[t], sign[t], b)
-                    if rows is None:
-                        continue
+                for b, rows in self._planes(mag[t], sign[t]):
                     currents = self._round(rows, sense, v)
                     acc[t, cols] += (2**b) * currents / v
                 if on_vector is not None:
@@ -112,22 +109,31 @@ class AnalogMac:
             self.minus.source_voltage = 0.0
             self.lines.set(col_bus=buses)
 
-    def _row_buses(self, mag: np.ndarray, sign: np.ndarray, bit: int) -> list | None:
-        on = (mag >> bit) & 1
-        if not on.any():
-            return None
-        buses: list[str | None] = [self.ground] * self.lines.n_rows
-        for i in np.flatnonzero(on):
-            pos = sign[i] > 0
-            buses[2 * i] = self.plus_bus if pos else self.minus_bus
-            buses[2 * i + 1] = self.minus_bus if pos else self.plus_bus
-        return buses
+    def _planes(self, mag: np.ndarray, sign: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """The row bus codes of every bit plane that has a bit set."""
+        lines = self.lines
+        plus, minus = lines.code(self.plus_bus), lines.code(self.minus_bus)
+        ground = lines.code(self.ground)
+        n = mag.size
+        positive = sign > 0
+        g_plus = np.where(positive, plus, minus)  # the G+ row of each pair
+        g_minus = np.where(positive, minus, plus)
+        planes = []
+        for b in range(self.config.bits):
+            on = ((mag >> b) & 1).astype(bool)
+            if not on.any():
+                continue
+            rows = np.full(lines.n_rows, ground, dtype=np.int64)
+            rows[0 : 2 * n : 2] = np.where(on, g_plus, ground)
+            rows[1 : 2 * n : 2] = np.where(on, g_minus, ground)
+            planes.append((b, rows))
+        return planes
 
-    def _round(self, rows: list, sense: list, v: float) -> np.ndarray:
+    def _round(self, rows: np.ndarray, sense: list, v: float) -> np.ndarray:
         with self.rig.batch():
             self.plus.source_voltage = 0.0
             self.minus.source_voltage = 0.0
-            self.lines.set(row_bus=rows)
+            self.lines.set_codes(rows=rows)
             self.plus.source_voltage = v
             self.minus.source_voltage = -v
             measured = self.rig.measure_currents(sense)
