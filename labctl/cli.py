@@ -230,6 +230,29 @@ def _report(outcome: Any) -> None:
         say("  " + json.dumps(outcome.summary, default=str))
 
 
+@app.command()
+def procedures() -> None:
+    """The procedures and their parameters (give them to run as --name value)."""
+    from procedures import PROCEDURES
+
+    for name, cls in sorted(PROCEDURES.items()):
+        table = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}",
+                      title_justify="left")
+        for col in ("parameter", "meaning", "default", "allowed"):
+            table.add_column(col)
+        for key, param in sorted(cls()._parameters.items()):
+            units = f" {param.units}" if getattr(param, "units", None) else ""
+            table.add_row(key, escape(param.name), escape(f"{param.default}{units}"),
+                          escape(_allowed_text(param)))
+        console.print(table)
+
+
+def _allowed_text(param: Any) -> str:
+    from labctl.runner import _allowed
+
+    return _allowed(param).removeprefix("give ")
+
+
 # runs ----------------------------------------------------------------------
 
 

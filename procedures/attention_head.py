@@ -21,6 +21,8 @@ from procedures.program_map import summarize
 
 
 class AttentionHead(LabProcedure):
+    """One attention head of all-MiniLM-L6-v2, projections on the chip."""
+
     NAME = "attention_head"
 
     array = Parameter("Array", default="A0")

@@ -20,6 +20,8 @@ from procedures.base import LabProcedure
 
 
 class IVSweep(LabProcedure):
+    """Bipolar DC I–V sweep of one cell under a compliance."""
+
     NAME = "iv_sweep"
 
     array = Parameter("Array", default="A0")

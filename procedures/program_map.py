@@ -21,6 +21,8 @@ PATTERNS = ("checkerboard", "gradient", "random")
 
 
 class ProgramMap(LabProcedure):
+    """Write-verify of a target conductance map into an array."""
+
     NAME = "program_map"
 
     array = Parameter("Array", default="A0")

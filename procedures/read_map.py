@@ -16,6 +16,8 @@ from procedures.base import LabProcedure
 
 
 class ReadMap(LabProcedure):
+    """Conductance map of an array at a read voltage below switching."""
+
     NAME = "read_map"
 
     array = Parameter("Array", default="A0")
