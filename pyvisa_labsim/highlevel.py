@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from pyvisa import constants, rname
 from pyvisa.constants import EventAttribute, StatusCode
@@ -21,9 +21,22 @@ from pyvisa.highlevel import VisaLibraryBase
 from pyvisa.typing import VISAEventContext, VISARMSession, VISASession
 
 from simulator.bench import Bench, bench_for
-from simulator.tsp import TspInstrument
 
 log = logging.getLogger("simulator.labsim")
+
+
+class SimulatedInstrument(Protocol):
+    """What a session needs of a simulated instrument (TSP or SCPI)."""
+
+    name: str
+    bench: Bench
+
+    def write(self, message: str) -> None: ...
+
+    def read(self) -> str | None: ...
+
+    def clear(self) -> None: ...
+
 
 DEFAULT_TIMEOUT_MS = 2000
 """Session timeout before the client sets one, ms."""
@@ -55,7 +68,9 @@ class _Session:
 
     __slots__ = ("instrument", "attributes", "pending")
 
-    def __init__(self, instrument: TspInstrument, attributes: dict[int, Any]) -> None:
+    def __init__(
+        self, instrument: SimulatedInstrument, attributes: dict[int, Any]
+    ) -> None:
         self.instrument = instrument
         self.attributes = attributes
         self.pending = bytearray()
@@ -205,14 +220,18 @@ class LabsimVisaLibrary(VisaLibraryBase):
         opened = self._sessions.get(session)
         if opened is None:
             return self.handle_return_value(session, StatusCode.error_invalid_object)
-        opened.instrument.common_command("*TRG")
+        # A group execute trigger is the common command *TRG on either language.
+        opened.instrument.write("*TRG")
         return self.handle_return_value(session, _SUCCESS)
 
     def read_stb(self, session: VISASession) -> tuple[int, StatusCode]:
-        status = (
-            _SUCCESS if session in self._sessions else StatusCode.error_invalid_object
-        )
-        return 0, self.handle_return_value(session, status)
+        opened = self._sessions.get(session)
+        if opened is None:
+            return 0, self.handle_return_value(session, StatusCode.error_invalid_object)
+        # A serial poll reads the status byte of a SCPI instrument (*STB?).
+        status_byte = getattr(opened.instrument, "status_byte", None)
+        value = status_byte() if callable(status_byte) else 0
+        return value, self.handle_return_value(session, _SUCCESS)
 
     def gpib_control_ren(
         self, session: VISASession, mode: constants.RENLineOperation
