@@ -135,6 +135,9 @@ class WriteVerify:
         self.bias_bus = rig.bus_of(roles.bias)
         self.sense_bus = rig.bus_of(roles.sense[0])
         self.lines = rig.lines(array)
+        #: The last conductance each cell was read at in this write-verify, S
+        #: (NaN: not read yet). A cell read before starts from that reading.
+        self.verified_s = np.full((self.lines.n_rows, self.lines.n_cols), np.nan)
         for level in (config.set_voltage_v, config.reset_voltage_v):
             rig.guard.check_level(roles.drive, level, "pulse level")
         rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
@@ -224,9 +227,12 @@ class WriteVerify:
 
     def _program_cell(self, r: int, c: int, target: float) -> CellLog:
         cfg = self.config
-        with self.rig.batch():  # the new selection and its first read: one message
-            self._select(r, c)
-            g = self.read()
+        g = float(self.verified_s[r, c])
+        selected = np.isnan(g)
+        if selected:  # never read: the selection and a first read, one message
+            with self.rig.batch():
+                self._select(r, c)
+                g = self.read()
         up, down = self._responses()
         pulses = rounds = still = 0
         stuck = False
@@ -237,6 +243,9 @@ class WriteVerify:
             level, n = _plan(g, target, limit, response, cfg, rounds == 1)
             before = g
             with self.rig.batch():  # the train and its verify read: one message
+                if not selected:
+                    self._select(r, c)
+                    selected = True
                 self.pulses(n, level)
                 g = self.read()
             pulses += n
@@ -247,6 +256,7 @@ class WriteVerify:
             if still >= 3 and n == cfg.max_train and level == response.limit_v:
                 stuck = True
                 break
+        self.verified_s[r, c] = g
         converged = abs(g - target) <= cfg.tolerance * target
         if not converged:
             log.info("%s cell (%d, %d): %.2f µS, target %.2f µS%s",
