@@ -79,8 +79,9 @@ def main() -> None:
           f"{np.mean([c.rounds for c in cells]):.2f} rounds per cell, "
           f"{np.mean([c.converged for c in cells]) * 100:.1f} % within tolerance; "
           f"bench time {prog_bench_s / n * 1e3:.1f} ms per cell")
-    print(f"analog MAC: {mac.messages} rounds, {mac_s / mac.messages * 1e6:.0f} us wall "
-          f"per round; bench time {mac_bench_s / mac.messages * 1e3:.2f} ms per round")
+    print(f"analog MAC: {mac.rounds} bit-plane rounds in {mac.messages} bus messages, "
+          f"{mac_s / mac.rounds * 1e6:.0f} us wall per round; bench time "
+          f"{mac_bench_s / mac.rounds * 1e3:.2f} ms per round")
     per_head_s = 144 / len(tiles) * (prog_s + mac_s)
     print(f"a whole head (144 tiles) would take about {per_head_s:.0f} s of wall time")
 

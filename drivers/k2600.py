@@ -486,36 +486,58 @@ def measure_currents(
     ValueError
         If the channels do not share a connection or a reply is not a number.
     """
+    if not channels:
+        return np.empty(0, dtype=np.float64)
     return current_reader(channels)()
 
 
-def current_reader(
-    channels: Sequence[Keithley2600Channel],
-) -> Callable[[], npt.NDArray[np.float64]]:
-    """A function that does :func:`measure_currents` for these channels.
+class CurrentReader:
+    """Reads the currents of several channels of one connection, one query each.
 
-    The query is built once, for loops that read the same channels many
-    thousands of times.
+    Built once for loops that read the same channels many thousands of
+    times. Calling it queries and returns the currents; :meth:`queue` puts
+    the query in the connection's pending batch and :meth:`collect` reads the
+    replies of the queued queries, so that several readings with settings
+    between them travel in one bus message.
     """
-    if not channels:
-        return lambda: np.empty(0, dtype=np.float64)
-    connection = channels[0].connection
-    strangers = [ch.name for ch in channels if ch.connection is not connection]
-    if strangers:
-        raise ValueError(
-            f"{', '.join(strangers)} not on the connection of {channels[0].name}"
-        )
-    query = "print(" + ", ".join(f"{ch.tsp_object}.measure.i()" for ch in channels) + ")"
-    ask = connection.ask
-    count = len(channels)
 
-    def read() -> npt.NDArray[np.float64]:
-        values = parse_values(ask(query))
-        if len(values) != count or not all(isinstance(v, float) for v in values):
-            raise ValueError(f"expected {count} currents, got {values!r}")
+    def __init__(self, channels: Sequence[Keithley2600Channel]) -> None:
+        connection = channels[0].connection
+        strangers = [ch.name for ch in channels if ch.connection is not connection]
+        if strangers:
+            raise ValueError(
+                f"{', '.join(strangers)} not on the connection of {channels[0].name}"
+            )
+        self._query = (
+            "print(" + ", ".join(f"{ch.tsp_object}.measure.i()" for ch in channels) + ")"
+        )
+        self._connection = connection
+        self._count = len(channels)
+
+    def __call__(self) -> npt.NDArray[np.float64]:
+        return self._parse(self._connection.ask(self._query))
+
+    def queue(self) -> None:
+        """Queue one reading of every channel (send it with the batch)."""
+        self._connection.write(self._query)
+
+    def collect(self, readings: int) -> npt.NDArray[np.float64]:
+        """The replies of ``readings`` queued readings, (readings, channels)."""
+        rows = [self._parse(self._connection.read()) for _ in range(readings)]
+        return np.array(rows, dtype=np.float64).reshape(readings, self._count)
+
+    def _parse(self, reply: str) -> npt.NDArray[np.float64]:
+        values = parse_values(reply)
+        if len(values) != self._count or not all(isinstance(v, float) for v in values):
+            raise ValueError(f"expected {self._count} currents, got {values!r}")
         return np.array(values, dtype=np.float64)
 
-    return read
+
+def current_reader(channels: Sequence[Keithley2600Channel]) -> CurrentReader:
+    """A :class:`CurrentReader` for these channels (at least one)."""
+    if not channels:
+        raise ValueError("a current reader needs at least one channel")
+    return CurrentReader(channels)
 
 
 def _duration_s(value: float, what: str) -> float:

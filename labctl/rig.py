@@ -255,32 +255,14 @@ class Rig:
     def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
         """Read several channels at one instant: one query per TSP connection,
         one per channel of any other instrument."""
+        return self.readings(channels)()
+
+    def readings(self, channels: Sequence[GuardedChannel]) -> Readings:
+        """A :class:`Readings` of these channels, built once and kept."""
         key = tuple(ch.name for ch in channels)
-        reader = self._readers.get(key)
-        if reader is None:
-            reader = self._readers[key] = self._reader([ch.driver for ch in channels])
-        return reader()
-
-    @staticmethod
-    def _reader(drivers: list[Any]) -> Any:
-        groups: dict[int, list[int]] = {}
-        single: list[int] = []
-        for k, drv in enumerate(drivers):
-            if isinstance(drv, Keithley2600Channel):
-                groups.setdefault(id(drv.connection), []).append(k)
-            else:
-                single.append(k)
-        batched = [(ks, current_reader([drivers[k] for k in ks])) for ks in groups.values()]
-
-        def read() -> np.ndarray:
-            out = np.empty(len(drivers))
-            for ks, reader in batched:
-                out[ks] = reader()
-            for k in single:
-                out[k] = drivers[k].measure_current()
-            return out
-
-        return read
+        if key not in self._readers:
+            self._readers[key] = Readings(channels)
+        return self._readers[key]
 
     def predicted_bench_s(self) -> float | None:
         """The simulated bench's clock: what the run would take on real instruments."""
@@ -334,6 +316,54 @@ class Rig:
             with contextlib.suppress(Exception):
                 adapter.close()
         self._adapters.clear()
+
+
+class Readings:
+    """Current readings of a fixed set of channels, taken now or queued.
+
+    TSP channels are read with one query per connection. :meth:`queue` adds
+    a reading to the pending batch and :meth:`collect` returns the queued
+    readings, so several readings with settings between them take one bus
+    message; a channel of another instrument is read at once when queued.
+    """
+
+    def __init__(self, channels: Sequence[GuardedChannel]) -> None:
+        groups: dict[int, list[int]] = {}
+        self._single: list[tuple[int, GuardedChannel]] = []
+        for k, ch in enumerate(channels):
+            if isinstance(ch.driver, Keithley2600Channel):
+                groups.setdefault(id(ch.driver.connection), []).append(k)
+            else:
+                self._single.append((k, ch))
+        self._batched = [
+            (ks, current_reader([channels[k].driver for k in ks])) for ks in groups.values()
+        ]
+        self._count = len(channels)
+        self._held: list[list[float]] = []
+
+    def __call__(self) -> np.ndarray:
+        out = np.empty(self._count)
+        for ks, reader in self._batched:
+            out[ks] = reader()
+        for k, ch in self._single:
+            out[k] = ch.measure_current()
+        return out
+
+    def queue(self) -> None:
+        for _, reader in self._batched:
+            reader.queue()
+        if self._single:
+            self._held.append([ch.measure_current() for _, ch in self._single])
+
+    def collect(self, readings: int) -> np.ndarray:
+        """The last ``readings`` queued readings, (readings, channels)."""
+        out = np.empty((readings, self._count))
+        for ks, reader in self._batched:
+            out[:, ks] = reader.collect(readings)
+        if self._single:
+            held, self._held = self._held[-readings:], []
+            out[:, [k for k, _ in self._single]] = np.array(held)
+        return out
 
 
 def _reason(exc: Exception) -> str:

@@ -106,7 +106,7 @@ class OnChipHead:
         result = self.compare(out)
         result.cells = cells
         result.tiles = len(self.tiles)
-        result.mac_rounds = self.mac.messages
+        result.mac_rounds = self.mac.rounds
         return out, result
 
     def compare(self, qkv_chip: np.ndarray) -> HeadResult:
@@ -135,4 +135,4 @@ class OnChipHead:
                 i, self.extract.sentences[i],
                 reference.cosine_per_token(chip.context, ref.context), qkv, top1,
             ))
-        return HeadResult(results, [], len(self.tiles), self.mac.messages)
+        return HeadResult(results, [], len(self.tiles), self.mac.rounds)

@@ -45,7 +45,8 @@ class AnalogMac:
         self.ground = rig.ground_bus
         self.lines = rig.lines(array)
         rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
-        self.messages = 0
+        self.messages = 0  # bus messages of multiply rounds
+        self.rounds = 0  # bit-plane rounds (readings of the sense channels)
 
     def prepare(self) -> None:
         with self.rig.batch():
@@ -90,12 +91,14 @@ class AnalogMac:
         self.prepare()
         for cols in groups:
             self._sense_columns(cols)
-            sense = self.sense[: len(cols)]
+            readings = self.rig.readings(self.sense[: len(cols)])
             for t in range(t_count):
                 self.rig.check_stop()
-                for b, rows in self._planes(mag[t], sign[t]):
-                    currents = self._round(rows, sense, v)
-                    acc[t, cols] += (2**b) * currents / v
+                planes = self._planes(mag[t], sign[t])
+                if planes:
+                    currents = self._rounds(planes, readings, v)
+                    weights = np.array([2.0**b for b, _ in planes])
+                    acc[t, cols] += weights @ currents / v
                 if on_vector is not None:
                     on_vector(t)
         return acc * step[:, None]
@@ -129,14 +132,18 @@ class AnalogMac:
             planes.append((b, rows))
         return planes
 
-    def _round(self, rows: np.ndarray, sense: list, v: float) -> np.ndarray:
+    def _rounds(self, planes: list[tuple[int, np.ndarray]], readings: object,
+                v: float) -> np.ndarray:
+        """Every bit plane of one vector in one bus message; (planes, columns)."""
         with self.rig.batch():
-            self.plus.source_voltage = 0.0
-            self.minus.source_voltage = 0.0
-            self.lines.set_codes(rows=rows)
-            self.plus.source_voltage = v
-            self.minus.source_voltage = -v
-            measured = self.rig.measure_currents(sense)
+            for _, rows in planes:
+                self.plus.source_voltage = 0.0
+                self.minus.source_voltage = 0.0
+                self.lines.set_codes(rows=rows)
+                self.plus.source_voltage = v
+                self.minus.source_voltage = -v
+                readings.queue()  # type: ignore[attr-defined]
         self.messages += 1
+        self.rounds += len(planes)
         # A sense channel sinks the column's current: it reads negative.
-        return -measured
+        return -readings.collect(len(planes))  # type: ignore[attr-defined]

@@ -7,7 +7,13 @@ import pytest
 from pymeasure.test import expected_protocol
 
 from drivers.interfaces import SourceMeasureChannel
-from drivers.k2600 import RATINGS, Keithley2600, Keithley2600Channel, measure_currents
+from drivers.k2600 import (
+    RATINGS,
+    Keithley2600,
+    Keithley2600Channel,
+    current_reader,
+    measure_currents,
+)
 
 IDN = "Keithley Instruments Inc., Model 2636B, 4308079, 3.2.2"
 
@@ -260,6 +266,31 @@ def test_measure_currents_with_one_query_across_nodes():
         node = Keithley2600(None, name="smu2", node=2, connection=smu.connection)
         currents = measure_currents([smu.smua, smu.smub, node.smua])
         np.testing.assert_array_equal(currents, [1e-6, 2e-6, -3e-9])
+
+
+def test_queued_readings_travel_in_one_message_with_the_settings_between():
+    message = (
+        "smua.source.levelv = 0.1 print(smua.measure.i(), node[2].smua.measure.i()) "
+        "smua.source.levelv = 0.2 print(smua.measure.i(), node[2].smua.measure.i())"
+    )
+    pairs = [(message, "1.00000e-06\t2.00000e-06"), (None, "3.00000e-06\t4.00000e-06")]
+    with expected_protocol(Keithley2600, pairs, name="smu1") as smu:
+        node = Keithley2600(None, name="smu2", node=2, connection=smu.connection)
+        reader = current_reader([smu.smua, node.smua])
+        with smu.connection.batch():
+            for level in (0.1, 0.2):
+                smu.smua.set_voltage_level(level)
+                reader.queue()
+        np.testing.assert_array_equal(reader.collect(2), [[1e-6, 2e-6], [3e-6, 4e-6]])
+
+
+def test_a_short_reply_to_a_queued_reading_raises():
+    pairs = [("print(smua.measure.i(), smub.measure.i())", "1.00000e-06")]
+    with expected_protocol(Keithley2600, pairs, name="smu1") as smu:
+        reader = current_reader([smu.smua, smu.smub])
+        reader.queue()
+        with pytest.raises(ValueError, match="expected 2 currents"):
+            reader.collect(1)
 
 
 def test_measure_currents_of_no_channel_sends_nothing():
