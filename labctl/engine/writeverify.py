@@ -269,7 +269,7 @@ def _plan(g: float, target: float, limit: float, response: _Response,
           cfg: WriteVerifyConfig, first: bool) -> tuple[float, int]:
     """Amplitude and pulse count of the next train.
 
-    The train aims at a share of the remaining error: 70 % on a cell's first
+    The train aims at a share of the remaining error: 80 % on a cell's first
     train, whose response is still the nominal guess, then 90 % while far
     and all of it once close. The count is the fewest pulses (1, 2, 4, …)
     whose amplitude stays within the largest allowed, and the amplitude is
@@ -280,9 +280,9 @@ def _plan(g: float, target: float, limit: float, response: _Response,
     if span <= 0 or err >= span:
         return response.limit_v, cfg.max_train
     if first:
-        share = 0.7
+        share = 0.8
     else:
-        share = 0.9 if err > 3 * cfg.tolerance * target else 1.0
+        share = 1.0 if err > 3 * cfg.tolerance * target else 1.0
     aim = share * err / span
     largest = response.fraction(response.limit_v)
     n = 1
