@@ -282,7 +282,7 @@ def _plan(g: float, target: float, limit: float, response: _Response,
     if first:
         share = 0.8
     else:
-        share = 1.0 if err > 3 * cfg.tolerance * target else 1.0
+        share = 0.9 if err > 3 * cfg.tolerance * target else 1.0
     aim = share * err / span
     largest = response.fraction(response.limit_v)
     n = 1
