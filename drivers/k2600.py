@@ -213,6 +213,7 @@ class Keithley2600Channel(Channel):
         for prop, limit in self._limits.items():
             setattr(self, f"{prop}_validator", limit)
         self._levelv_command = self.insert_id("{ch}.source.levelv = ")
+        self._tsp = self.tsp_object
         self._levelv_check = self._limits["source_voltage"]
 
     def set_voltage_level(self, level_v: float) -> None:
@@ -368,13 +369,40 @@ class Keithley2600Channel(Channel):
         Only writes, so inside a batch the train and what follows it (a
         verify read, say) travel as one bus message.
         """
-        with self.connection.batch():
-            self.write("{ch}.nvbuffer1.clear()")
-            self.write(self._pulse_call(level_v, width_s, bias_v, off_s, count))
+        self.pulse_writer()(level_v, width_s, bias_v, off_s, count)
+
+    def pulse_writer(self) -> Callable[[float, float, float, float, int], None]:
+        """A function that does :meth:`apply_pulses`, with what it needs bound once."""
+        write = self.connection.write
+        clear = self.insert_id("{ch}.nvbuffer1.clear() ")
+        call = self._pulse_call
+
+        def apply(level_v: float, width_s: float, bias_v: float, off_s: float,
+                  count: int) -> None:
+            write(clear + call(level_v, width_s, bias_v, off_s, count))
+
+        return apply
+
+    def current_getter(self) -> Callable[[], float]:
+        """A function that does :meth:`measure_current`, with its query built once."""
+        reader = CurrentReader([self])
+        return lambda: float(reader()[0])
+
+    def output_writer(self) -> Callable[[bool], None]:
+        """A function that sets :attr:`output_enabled`, with what it needs bound once."""
+        write = self.connection.write
+        on = self.insert_id("{ch}.source.output = {ch}.OUTPUT_ON")
+        off = self.insert_id("{ch}.source.output = {ch}.OUTPUT_OFF")
+
+        def set_output(enabled: bool) -> None:
+            write(on if enabled else off)
+
+        return set_output
 
     def _pulse_call(
         self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
     ) -> str:
+        """``PulseVMeasureI(...)`` for this channel, its values checked."""
         level = self._limits["source_voltage"](level_v)
         bias = self._limits["source_voltage"](bias_v)
         width = _duration_s(width_s, "pulse width")
@@ -384,7 +412,7 @@ class Keithley2600Channel(Channel):
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"{self.name}: pulse count {count!r} must be 1 or more")
         values = ", ".join(format_number(v) for v in (bias, level, width, off))
-        return f"PulseVMeasureI({{ch}}, {values}, {count})"
+        return f"PulseVMeasureI({self._tsp}, {values}, {count})"
 
     def _run_into_buffer(self, script_call: str, count: int) -> npt.NDArray[np.float64]:
         with self.connection.batch():

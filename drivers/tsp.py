@@ -114,31 +114,16 @@ class TspConnection:
             self._flushes += 1
         self._send(message)
 
-    @contextmanager
-    def batch(self) -> Iterator[TspConnection]:
+    def batch(self) -> _Batch:
         """Collect writes and send them as one message at the end of the block.
 
         A read inside the block sends the writes queued so far first, in the
         same message as the query. Nested batches join the outermost one. If
         the block raises, the writes it queued and that were not yet sent are
         dropped, so a half-made configuration never reaches the instrument.
-
-        Yields
-        ------
-        TspConnection
-            This connection.
+        Use as ``with connection.batch(): ...``; the block gets this connection.
         """
-        mark, flushes = len(self._pending), self._flushes
-        self._depth += 1
-        try:
-            yield self
-        except BaseException:
-            self._drop_since(mark, flushes)
-            raise
-        finally:
-            self._depth -= 1
-        if not self._depth:
-            self.flush()
+        return _Batch(self)
 
     def _drop_since(self, mark: int, flushes: int) -> None:
         # After a flush inside the block, all that is queued was queued by it.
@@ -155,6 +140,30 @@ class TspConnection:
     def _send(self, message: str) -> None:
         log.debug("TSP send %r", message)
         self.adapter.write(message)
+
+
+class _Batch:
+    """The context of :meth:`TspConnection.batch` (a class: it is entered in
+    hot loops, where a generator-based context manager costs more)."""
+
+    __slots__ = ("_conn", "_mark", "_flushes")
+
+    def __init__(self, connection: TspConnection) -> None:
+        self._conn = connection
+
+    def __enter__(self) -> TspConnection:
+        conn = self._conn
+        self._mark, self._flushes = len(conn._pending), conn._flushes
+        conn._depth += 1
+        return conn
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        conn = self._conn
+        conn._depth -= 1
+        if kind is not None:
+            conn._drop_since(self._mark, self._flushes)
+        elif not conn._depth:
+            conn.flush()
 
 
 class TspError(NamedTuple):

@@ -240,13 +240,14 @@ class Rig:
 
     # Traffic
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Any:
         """Send the settings made inside as few bus messages as possible."""
         if len(self._links) == 1:
-            with self._links[0].batch():
-                yield
-            return
+            return self._links[0].batch()
+        return self._batch_all()
+
+    @contextlib.contextmanager
+    def _batch_all(self) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             for conn in self._links:
                 stack.enter_context(conn.batch())

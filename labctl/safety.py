@@ -110,11 +110,15 @@ class GuardedChannel:
         self._guard = guard
         self._state = guard.state(name)
         self._link = link if link is not None else channel
-        # A driver may offer a lean setter for the level, sent in hot loops.
-        writer = getattr(channel, "level_writer", None)
-        self._set_level = writer() if writer else (
-            lambda level: setattr(channel, "source_voltage", level)
-        )
+        # A driver may offer lean senders for what hot loops do most.
+        self._set_level = _lean(channel, "level_writer",
+                                lambda level: setattr(channel, "source_voltage", level))
+        self._set_output = _lean(channel, "output_writer",
+                                 lambda on: setattr(channel, "output_enabled", on))
+        self._get_current = _lean(channel, "current_getter",
+                                  lambda: channel.measure_current())
+        self._apply_pulses = _lean(channel, "pulse_writer",
+                                   lambda *train: channel.apply_pulses(*train))
 
     @property
     def driver(self) -> Any:
@@ -152,7 +156,7 @@ class GuardedChannel:
         if on:
             self._guard.check_enable(self.name)
         self._guard.order(self._link)
-        self._channel.output_enabled = bool(on)
+        self._set_output(bool(on))
         self._guard.state(self.name).on = bool(on)
 
     @property
@@ -166,7 +170,7 @@ class GuardedChannel:
 
     def measure_current(self) -> float:
         self._guard.order(self._link)
-        return float(self._channel.measure_current())
+        return float(self._get_current())
 
     def sweep_voltage(self, levels_v: Sequence[float], settle_s: float) -> np.ndarray:
         levels = np.asarray(levels_v, dtype=float)
@@ -198,7 +202,7 @@ class GuardedChannel:
         self._guard.check_level(self.name, level_v, "pulse level")
         self._guard.check_level(self.name, bias_v, "pulse bias")
         self._guard.order(self._link)
-        self._channel.apply_pulses(level_v, width_s, bias_v, off_s, count)
+        self._apply_pulses(level_v, width_s, bias_v, off_s, count)
         self._after_factory()
 
     def _after_factory(self) -> None:
@@ -211,6 +215,11 @@ class GuardedChannel:
         self._guard.order(self._link)
         self._channel.turn_off()
         self._guard.state(self.name).on = False
+
+
+def _lean(channel: Any, factory: str, fallback: Callable[..., Any]) -> Callable[..., Any]:
+    make = getattr(channel, factory, None)
+    return make() if callable(make) else fallback
 
 
 class GuardedMatrix:

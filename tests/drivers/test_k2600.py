@@ -390,6 +390,23 @@ def test_lean_level_setter_sends_what_the_property_sends(place):
         channel.set_voltage_level(1.23456789)
 
 
+@pytest.mark.parametrize("place", PLACES, ids=PLACE_IDS)
+def test_lean_senders_send_what_the_properties_and_methods_send(place):
+    obj = place[2]
+    pairs = [
+        (f"{obj}.source.output = {obj}.OUTPUT_ON", None),
+        (f"{obj}.source.output = {obj}.OUTPUT_OFF", None),
+        (f"{obj}.nvbuffer1.clear() PulseVMeasureI({obj}, 0.0, 1.2, 1e-05, 1e-05, 3)", None),
+        (f"print({obj}.measure.i())", "-1.50000e-06"),
+    ]
+    with smu_channel(pairs, place) as channel:
+        set_output = channel.output_writer()
+        set_output(True)
+        set_output(False)
+        channel.pulse_writer()(1.2, 1e-5, 0.0, 1e-5, 3)
+        assert channel.current_getter()() == -1.5e-6
+
+
 def test_lean_level_setter_checks_the_range():
     with smu_channel([], PLACES[0]) as channel:
         with pytest.raises(ValueError, match="200 V limit"):
