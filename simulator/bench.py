@@ -25,6 +25,7 @@ measurement needs the cells' state.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -44,7 +45,7 @@ from labctl.station import (
     read_yaml,
 )
 from simulator.circuit import cell_voltages, solve
-from simulator.device import CellArray, DevicePreset
+from simulator.device import CellArray, DevicePreset, Switching
 
 if TYPE_CHECKING:
     from simulator.instruments.k707b import K707B
@@ -64,7 +65,16 @@ NET_CACHE_SIZE = 256
 EVENT_LIMIT = 100_000
 """Level events kept in :attr:`Bench.events` (the oldest are dropped)."""
 
+READ_NOISE_BOUND = 40.0
+"""Standard deviations that no draw of the read noise reaches.
+
+numpy's normal generator, fed 53-bit uniforms, never returns more than about
+13.7 in magnitude; a pulse train takes its fast path only when even a reading
+this many standard deviations off keeps every source inside its limit.
+"""
+
 _NOISE_BLOCK = 4096
+_NO_CELLS = np.empty(0, dtype=np.intp)
 _LIMIT_TOLERANCE = 1e-9
 
 
@@ -150,11 +160,19 @@ class SourceState:
         """The programmed level of the present function, V or A."""
         return self.level_v if self.volts else self.level_a
 
+    def at_level_v(self, level_v: float) -> SourceState:
+        """A copy of this state with another voltage level."""
+        copy = SourceState(self.channel)
+        for name in self.__slots__:
+            setattr(copy, name, getattr(self, name))
+        copy.level_v = level_v
+        return copy
+
 
 class _Nets:
     """Net structure of one relay pattern."""
 
-    __slots__ = ("n_nets", "lines", "channel_net", "ground_net")
+    __slots__ = ("n_nets", "lines", "channel_net", "ground_net", "_pairs", "_on_net")
 
     def __init__(
         self,
@@ -167,21 +185,161 @@ class _Nets:
         self.lines = lines
         self.channel_net = channel_net
         self.ground_net = ground_net
+        self._pairs: list[_CellPairs] | None = None
+        self._on_net: dict[int, list[_NetCells]] = {}
+
+    def pairs(self) -> list[_CellPairs]:
+        """Per array, its cells grouped by the nets of their row and column."""
+        if self._pairs is None:
+            self._pairs = [
+                _CellPairs(rows, cols, self.n_nets) for rows, cols in self.lines
+            ]
+        return self._pairs
+
+    def on_net(self, net: int) -> list[_NetCells]:
+        """Per array, the cells that carry a net's current."""
+        found = self._on_net.get(net)
+        if found is None:
+            found = self._on_net[net] = [
+                _NetCells(pairs, net) for pairs in self.pairs()
+            ]
+        return found
+
+
+class _NetCells:
+    """The cells of one array that carry a net's current.
+
+    A cell whose row and column are both on the net carries nothing and is
+    left out.
+
+    Attributes
+    ----------
+    cells : numpy.ndarray of int
+        Their flat indices, group after group.
+    groups : list of (int, int)
+        The (row net, column net) of each group, in that order.
+    sizes : list of int
+        The number of cells of each group.
+    position : dict of int to int
+        Where each cell is in ``cells``.
+    """
+
+    __slots__ = ("net", "cells", "groups", "sizes", "position")
+
+    def __init__(self, pairs: _CellPairs, net: int) -> None:
+        self.net = net
+        self.groups = [pair for pair in pairs.present if net in pair]
+        chosen = [pairs.cells(*pair) for pair in self.groups]
+        self.cells = np.concatenate(chosen) if chosen else _NO_CELLS
+        self.sizes = [c.size for c in chosen]
+        self.position = {cell: k for k, cell in enumerate(self.cells.tolist())}
+
+    def weights(self, levels: list[float]) -> list[float]:
+        """Per cell, the current it adds to the net per siemens, A/S.
+
+        A cell adds g * (row voltage - column voltage) to its row's net and
+        takes as much from its column's.
+        """
+        net = self.net
+        weights: list[float] = []
+        for (a, b), size in zip(self.groups, self.sizes, strict=True):
+            weight = (levels[a] - levels[b]) if a == net else -(levels[a] - levels[b])
+            weights += [weight] * size
+        return weights
+
+
+class _CellPairs:
+    """The cells of one array grouped by the pair (row net, column net).
+
+    Under a linear drive every cell of a group holds the same voltage.
+
+    Attributes
+    ----------
+    codes : numpy.ndarray
+        Each cell's group code, ``row net * n_nets + column net``, flat.
+    n_codes : int
+        Number of codes, ``n_nets ** 2``.
+    present : list of (int, int)
+        The groups that carry current: every row net with every column net
+        other than itself.
+    """
+
+    __slots__ = ("codes", "n_codes", "present", "_rows", "_cols", "_cells")
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n_nets: int) -> None:
+        self.codes = (rows[:, None] * n_nets + cols[None, :]).reshape(-1)
+        self.n_codes = n_nets * n_nets
+        self._rows, self._cols = rows.tolist(), cols.tolist()
+        row_nets, col_nets = sorted(set(self._rows)), sorted(set(self._cols))
+        self.present = [(a, b) for a in row_nets for b in col_nets if a != b]
+        self._cells: dict[tuple[int, int], np.ndarray] = {}
+
+    def cells(self, row_net: int, col_net: int) -> np.ndarray:
+        """The cells of one group, flat indices in row-major order."""
+        cells = self._cells.get((row_net, col_net))
+        if cells is None:
+            width = len(self._cols)
+            cols = [c for c, net in enumerate(self._cols) if net == col_net]
+            flat = [
+                r * width + c
+                for r, net in enumerate(self._rows)
+                if net == row_net
+                for c in cols
+            ]
+            cells = self._cells[(row_net, col_net)] = np.array(flat, dtype=np.intp)
+        return cells
 
 
 class _Drive:
-    """The sources of one configuration, per net."""
+    """The sources of one configuration, per net.
 
-    __slots__ = ("nets", "fixed_v", "inject_a", "singles", "shorts", "span_v", "fed")
+    ``levels`` holds each net's fixed voltage (NaN for a net no voltage
+    holds) and ``inject`` the current fed into it. ``linear`` when every net
+    is held at a voltage (by a voltage source or ground): the cells' voltages
+    then follow from the levels alone, and every current is linear in the
+    cells' conductances. The arrays the solver takes are made on first use.
+    """
 
-    def __init__(self, nets: _Nets) -> None:
+    __slots__ = (
+        "nets", "states", "levels", "inject", "singles", "shorts", "span_v",
+        "fed", "linear", "_arrays",
+    )  # fmt: skip
+
+    def __init__(self, nets: _Nets, states: dict[str, SourceState]) -> None:
         self.nets = nets
-        self.fixed_v = np.empty(0)
-        self.inject_a = np.empty(0)
+        self.states = states
+        self.levels: list[float] = []
+        self.inject: list[float] = []
         self.singles: list[tuple[int, SourceState]] = []
         self.shorts: dict[str, tuple[float, float]] = {}
         self.span_v = 0.0
         self.fed = False
+        self.linear = False
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _made(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            fixed_v = np.array(self.levels)
+            net_v = (
+                fixed_v if self.linear else np.where(np.isnan(fixed_v), 0.0, fixed_v)
+            )
+            self._arrays = (fixed_v, np.array(self.inject), net_v)
+        return self._arrays
+
+    @property
+    def fixed_v(self) -> np.ndarray:
+        """Per net, its fixed voltage, V, or NaN."""
+        return self._made()[0]
+
+    @property
+    def inject_a(self) -> np.ndarray:
+        """Per net, the current a current source feeds into it, A."""
+        return self._made()[1]
+
+    @property
+    def net_v(self) -> np.ndarray:
+        """Per net, its fixed voltage, V, or 0."""
+        return self._made()[2]
 
 
 class _Solution:
@@ -266,7 +424,7 @@ class Bench:
         self.timing = timing or Timing()
         self.path = path
         self.rng = np.random.default_rng(seed)
-        self._noise_rng = self.rng.spawn(1)[0]
+        self._noise_rng, self._read_rng = self.rng.spawn(2)
         self.now_s = 0.0
         self.max_abs_line_voltage_v = 0.0
         self.events: deque[tuple[float, str, float]] = deque(maxlen=EVENT_LIMIT)
@@ -326,7 +484,14 @@ class Bench:
         chip = self.station.chip_spec
         assert chip is not None
         return {
-            name: CellArray(spec.rows, spec.cols, self.preset, self.rng, stuck_fraction)
+            name: CellArray(
+                spec.rows,
+                spec.cols,
+                self.preset,
+                self.rng,
+                stuck_fraction,
+                read_rng=self._read_rng,
+            )
             for name, spec in chip.arrays.items()
         }
 
@@ -385,6 +550,8 @@ class Bench:
             wired_mask |= 1 << index
         self._relay_table = table
         self._wired_mask = wired_mask
+        self._mask_bytes = (len(table) + 7) // 8
+        self._byte_relays: dict[int, tuple[tuple[int, int], ...]] = {}
 
     def _reset_state(self) -> None:
         self._closed_mask = 0
@@ -485,15 +652,18 @@ class Bench:
                 setattr(state, name, value)
             return
         self._settle()
+        changed = False
         for name, value in changes.items():
-            setattr(state, name, value)
-        self._config_changed()
-        live = self._live
-        if state.output and (state.level_v if state.volts else state.level_a):
-            live.add(channel)
+            if getattr(state, name) != value:
+                setattr(state, name, value)
+                changed = True
+        if changed:
+            self._config_changed()
+            self._update_live(state)
         else:
-            live.discard(channel)
-        self._quiet = not live
+            # The same configuration: the circuit is unchanged, but a reading
+            # after this setting is a reading of its own.
+            self._state_version += 1
         if state.output:
             self.events.append((self.now_s, channel, state.level))
             if state.volts and state.level_v:
@@ -520,11 +690,22 @@ class Bench:
         self._config_version += 1
         self._state_version += 1
 
+    def _update_live(self, state: SourceState) -> None:
+        live = self._live
+        if state.output and (state.level_v if state.volts else state.level_a):
+            live.add(state.channel)
+        else:
+            live.discard(state.channel)
+        self._quiet = not live
+
     def _record_level(self, state: SourceState) -> None:
-        if state.volts and self._nets().channel_net.get(state.channel, -1) >= 0:
-            level = abs(state.level_v)
-            if level > self.max_abs_line_voltage_v:
-                self.max_abs_line_voltage_v = level
+        level = abs(state.level_v)
+        if (
+            state.volts
+            and level > self.max_abs_line_voltage_v
+            and self._nets().channel_net.get(state.channel, -1) >= 0
+        ):
+            self.max_abs_line_voltage_v = level
 
     # Measurements.
 
@@ -554,6 +735,7 @@ class Bench:
             or channel in reading.taken
             or self.now_s - reading.time_s > self.simultaneous_window_s
         ):
+            self._drive()  # the reading needs it: settling finds it made
             self._settle()
             reading = self._solution(noisy=True)
             reading.time_s = self.now_s
@@ -575,6 +757,201 @@ class Bench:
         self._noise_at = at + 1
         return float(self._noise[at]) * self.preset.thermal_noise_a
 
+    def _thermal_noises_a(self, count: int) -> list[float]:
+        """The next `count` samples of the thermal noise, A, at once."""
+        scale = self.preset.thermal_noise_a
+        samples: list[float] = []
+        while len(samples) < count:
+            at = self._noise_at
+            if at == _NOISE_BLOCK:
+                self._noise = self._noise_rng.standard_normal(_NOISE_BLOCK)
+                at = 0
+            take = min(count - len(samples), _NOISE_BLOCK - at)
+            samples += [float(x) * scale for x in self._noise[at : at + take].tolist()]
+            self._noise_at = at + take
+        return samples
+
+    # Pulse trains.
+
+    def pulse_train(
+        self, channel: str, level_v: float, on_s: float, gap_s: float, count: int
+    ) -> tuple[list[float], list[float]] | None:
+        """Pulse a voltage source `count` times from its present level, at once.
+
+        Each pulse holds `level_v` for `on_s`, reads the channel's current at
+        its end and goes back to the present level for `gap_s`. The bench
+        ends as setting the level, :meth:`advance`, :meth:`measure` and
+        setting the level back, pulse by pulse, would leave it: the same
+        clock, events, records and cells, with the same switching noise.
+
+        It applies when every net is held at a voltage both at the pulse
+        level and between pulses, no cell switches between pulses, and no
+        source can reach its limit however the pulsed cells switch and
+        whatever the read noise (:data:`READ_NOISE_BOUND`). A reading then
+        depends on the cells on the channel's net alone, and only their read
+        noise is drawn.
+
+        Returns
+        -------
+        tuple of (list of float, list of float) or None
+            The channel's current at the end of each pulse, A, with read and
+            thermal noise, and the bench time of each reading, s; None when
+            the train has to be run pulse by pulse.
+        """
+        state = self._sources[channel]
+        if not (state.output and state.volts):
+            return None
+        self._settle()
+        bias = self._drive()
+        pulsed = state.at_level_v(level_v)
+        pulse = self._build_drive(bias.nets, {**self._sources, channel: pulsed})
+        if bias.shorts or not (bias.linear and pulse.linear):
+            return None
+        others_live = bool(self._live - {channel})
+        bias_live = others_live or state.level_v != 0
+        if any(self._plans(bias, gap_s, bias_live)):
+            return None
+        plans = self._plans(pulse, on_s, others_live or level_v != 0)
+        if not self._cannot_limit(pulse, plans):
+            return None
+        if bias_live and (bias.fed or bias.span_v >= self._safe_span_v):
+            # Between pulses the cells see the noise-free solution: it must
+            # hold every source at its level too.
+            if not self._cannot_limit(bias, plans):
+                return None
+
+        currents_a = self._train_readings(pulse, channel, plans, count)
+        times_s = list(itertools.accumulate([self.now_s, *([on_s, gap_s] * count)]))
+        self.events.extend(
+            zip(
+                times_s[:-1],
+                itertools.repeat(channel),
+                itertools.cycle((level_v, state.level_v)),
+            )
+        )
+        self.now_s = times_s[-1]
+        self._pending_s = gap_s if bias_live else 0.0
+        for applied in (pulsed, state):
+            if applied.level_v:
+                self._record_level(applied)
+        self._config_changed()
+        self._drive_cache = (self._config_version, bias)
+        return currents_a, times_s[1::2]
+
+    def _plans(
+        self, drive: _Drive, duration_s: float, live: bool
+    ) -> list[Switching | None]:
+        """Per array, the cells that `duration_s` under a linear drive switches."""
+        if not live or (not drive.fed and drive.span_v < self._safe_span_v):
+            return [None] * len(self.arrays)
+        levels = drive.levels
+        plans: list[Switching | None] = []
+        for array, pairs in zip(self.arrays.values(), drive.nets.pairs(), strict=True):
+            low, high = array.highest_reset_v, array.lowest_set_v
+            beyond = []
+            for row, col in pairs.present:
+                v = levels[row] - levels[col]
+                if v > high or v < low:
+                    beyond.append((pairs.cells(row, col).tolist(), v))
+            if not beyond:
+                plans.append(None)
+                continue
+            among = sorted((cell, v) for cells, v in beyond for cell in cells)
+            plans.append(
+                array.switching_among(
+                    [c for c, _ in among], [v for _, v in among], duration_s
+                )
+            )
+        return plans
+
+    def _cannot_limit(self, drive: _Drive, plans: list[Switching | None]) -> bool:
+        """Whether no source of a linear drive can reach its current limit.
+
+        The cells of `plans` are counted at the higher of their two
+        conductances, every cell at its read noise's farthest reach.
+        """
+        levels = drive.levels
+        n_nets = drive.nets.n_nets
+        reach_a = [0.0] * n_nets
+        for array, pairs, plan in zip(
+            self.arrays.values(), drive.nets.pairs(), plans, strict=True
+        ):
+            g = array.present_conductance_s().reshape(-1)
+            sums_s = np.bincount(pairs.codes, g, pairs.n_codes).tolist()
+            if plan is not None:
+                codes = pairs.codes
+                for cell in plan.cells:
+                    sums_s[codes[cell]] += array.highest_conductance_s(cell) - float(
+                        g[cell]
+                    )
+            for row, col in pairs.present:
+                current_a = abs(levels[row] - levels[col]) * sums_s[row * n_nets + col]
+                reach_a[row] += current_a
+                reach_a[col] += current_a
+        # The last factor covers the rounding of the sums.
+        reach = 1.0 + READ_NOISE_BOUND * self.preset.read_sigma + 1e-9
+        return all(
+            reach_a[net] * reach <= state.limit_a for net, state in drive.singles
+        )
+
+    def _train_readings(
+        self,
+        pulse: _Drive,
+        channel: str,
+        plans: list[Switching | None],
+        count: int,
+    ) -> list[float]:
+        """Switch the cells of `plans` `count` times, reading after each time.
+
+        Returns the channel's current after each switching event, A, with
+        read and thermal noise.
+        """
+        sizes = [0 if plan is None else plan.size for plan in plans]
+        switch_noise = self.rng.standard_normal((count, 2 * sum(sizes)))
+        net = pulse.nets.channel_net.get(channel, -1)
+        on_net = pulse.nets.on_net(net) if net >= 0 else [None] * len(plans)
+        parts = []
+        start = 0
+        for array, plan, size, carrying in zip(
+            self.arrays.values(), plans, sizes, on_net, strict=True
+        ):
+            moved: dict[int, list[float]] = {}
+            if plan is not None:
+                noise = switch_noise[:, 2 * start : 2 * (start + size)]
+                states = array.repeat(plan, noise.reshape(count, 2, size))
+                start += size
+                if carrying is not None:
+                    # The switched cells on the net read as they are after each event.
+                    for cell, trajectory in zip(plan.cells, states, strict=True):
+                        at = carrying.position.get(cell)
+                        if at is not None:
+                            moved[at] = array.conductance_of(cell, trajectory)
+            if carrying is not None and carrying.cells.size:
+                g = array.present_conductance_s().reshape(-1)[carrying.cells].tolist()
+                conductances = [
+                    moved.get(at) or [g_s] * count for at, g_s in enumerate(g)
+                ]
+                parts.append((array, conductances, carrying.weights(pulse.levels)))
+        currents_a = self._thermal_noises_a(count)
+        if parts:
+            total = sum(len(weights) for _, _, weights in parts)
+            read_noise = self._read_rng.standard_normal((total, count))
+            start = 0
+            for array, conductances, weights in parts:
+                # The read noise of each cell at each event, as a factor.
+                factors = array.read_factors(
+                    read_noise[start : start + len(weights)]
+                ).tolist()
+                start += len(weights)
+                for weight, g_s, factor in zip(
+                    weights, conductances, factors, strict=True
+                ):
+                    for k in range(count):
+                        currents_a[k] += weight * (g_s[k] * factor[k])
+        if any(plans):
+            self.cells_changed()
+        return currents_a
+
     # The circuit.
 
     def _nets(self) -> _Nets:
@@ -588,7 +965,74 @@ class Bench:
         return nets
 
     def _build_nets(self, wired_closed: int) -> _Nets:
-        """Group lines and bus ends tied by closed relays into nets."""
+        """Group lines and bus ends tied by closed relays into nets.
+
+        The nets that hold a bus are numbered in the order of their first
+        closed crosspoint, the floating lines after them in line order.
+        """
+        closed = self._closed_relays(wired_closed)
+        end_group, line_group = self._bus_groups(closed) or self._tied_groups(closed)
+        n_nets = len(set(end_group) - {-1})
+        for line, group in enumerate(line_group):
+            if group < 0:
+                line_group[line] = n_nets
+                n_nets += 1
+        line_net = np.array(line_group, dtype=np.intp)
+
+        lines_of = []
+        for name, array in self.arrays.items():
+            start = self._line_offset[name]
+            rows = line_net[start : start + array.rows]
+            cols = line_net[start + array.rows : start + array.rows + array.cols]
+            lines_of.append((rows, cols))
+        end_net = dict(zip(self._ends, end_group, strict=True))
+        ground_net = end_net.pop(GROUND, -1)
+        return _Nets(n_nets, lines_of, end_net, ground_net)
+
+    def _closed_relays(self, wired_closed: int) -> list[tuple[int, int]]:
+        """The (bus end, chip line) of every closed wired crosspoint, in order."""
+        known = self._byte_relays
+        closed: list[tuple[int, int]] = []
+        for at, value in enumerate(wired_closed.to_bytes(self._mask_bytes, "little")):
+            if value:
+                key = at << 8 | value
+                relays = known.get(key)
+                if relays is None:
+                    indices = [8 * at + bit for bit in range(8) if value >> bit & 1]
+                    relays = known[key] = tuple(self._relay_table[i] for i in indices)  # type: ignore[misc]
+                closed += relays
+        return closed
+
+    def _bus_groups(
+        self, closed: list[tuple[int, int]]
+    ) -> tuple[list[int], list[int]] | None:
+        """Groups when each line is on one bus at most, else None.
+
+        Every bus with a closed relay is then a group of its own. Returns
+        each end's group and each line's (-1 for none).
+        """
+        line_end = [-1] * self._n_lines
+        end_group = [-1] * len(self._ends)
+        groups = 0
+        for end, line in closed:
+            present = line_end[line]
+            if present != end:
+                if present >= 0:
+                    return None
+                line_end[line] = end
+                if end_group[end] < 0:
+                    end_group[end] = groups
+                    groups += 1
+        return end_group, [end_group[end] if end >= 0 else -1 for end in line_end]
+
+    def _tied_groups(
+        self, closed: list[tuple[int, int]]
+    ) -> tuple[list[int], list[int]]:
+        """Groups of bus ends and lines when some line is on several buses.
+
+        Returns each end's group (-1 for none) and each line's (-1 for a
+        floating line).
+        """
         parent = list(range(len(self._ends)))
 
         def find(i: int) -> int:
@@ -598,50 +1042,32 @@ class Bench:
             return i
 
         line_end: dict[int, int] = {}
-        table = self._relay_table
-        mask = wired_closed
-        while mask:
-            low = mask & -mask
-            end, line = table[low.bit_length() - 1]  # type: ignore[misc]
-            mask ^= low
+        for end, line in closed:
             other = line_end.setdefault(line, end)
             if other != end:
                 parent[find(other)] = find(end)
 
-        group_net: dict[int, int] = {}
-        line_net = np.full(self._n_lines, -1, dtype=np.intp)
+        group_of: dict[int, int] = {}
+        line_group = [-1] * self._n_lines
         for line, end in line_end.items():
-            root = find(end)
-            net = group_net.setdefault(root, len(group_net))
-            line_net[line] = net
-        floating = line_net < 0
-        n_groups = len(group_net)
-        line_net[floating] = np.arange(n_groups, n_groups + int(floating.sum()))
-        n_nets = n_groups + int(floating.sum())
-
-        lines = []
-        for name, array in self.arrays.items():
-            start = self._line_offset[name]
-            rows = line_net[start : start + array.rows]
-            cols = line_net[start + array.rows : start + array.rows + array.cols]
-            lines.append((rows.copy(), cols.copy()))
-        end_net = {end: group_net.get(find(i), -1) for i, end in enumerate(self._ends)}
-        ground_net = end_net.pop(GROUND, -1)
-        return _Nets(n_nets, lines, end_net, ground_net)
+            line_group[line] = group_of.setdefault(find(end), len(group_of))
+        end_group = [group_of.get(find(i), -1) for i in range(len(self._ends))]
+        return end_group, line_group
 
     def _drive(self) -> _Drive:
         cached = self._drive_cache
         if cached is not None and cached[0] == self._config_version:
             return cached[1]
-        drive = self._build_drive(self._nets())
+        drive = self._build_drive(self._nets(), self._sources)
         self._drive_cache = (self._config_version, drive)
         return drive
 
-    def _build_drive(self, nets: _Nets) -> _Drive:
-        drive = _Drive(nets)
+    def _build_drive(self, nets: _Nets, states: dict[str, SourceState]) -> _Drive:
+        """The drive of every net by the sources in `states`."""
+        drive = _Drive(nets, states)
         channel_net = nets.channel_net
         on_net: dict[int, list[SourceState]] = {}
-        for state in self._sources.values():
+        for state in states.values():
             if state.output:
                 net = channel_net.get(state.channel, -1)
                 if net >= 0:
@@ -652,15 +1078,15 @@ class Bench:
         fixed_v = [math.nan] * nets.n_nets
         inject_a = [0.0] * nets.n_nets
         shorted = []
-        for net, states in on_net.items():
+        for net, on in on_net.items():
             grounded = net == nets.ground_net
-            if len(states) + grounded > 1:
-                fixed_v[net] = self._short(drive, states, grounded)
-                shorted.append(tuple(s.channel for s in states) + (GROUND,) * grounded)
+            if len(on) + grounded > 1:
+                fixed_v[net] = self._short(drive, on, grounded)
+                shorted.append(tuple(s.channel for s in on) + (GROUND,) * grounded)
             elif grounded:
                 fixed_v[net] = 0.0
             else:
-                state = states[0]
+                state = on[0]
                 drive.singles.append((net, state))
                 if state.volts:
                     fixed_v[net] = state.level_v
@@ -673,8 +1099,9 @@ class Bench:
         levels = [v for v in fixed_v if v == v]  # NaN is the only value != itself
         if levels:
             drive.span_v = max(max(levels), 0.0) - min(min(levels), 0.0)
-        drive.fixed_v = np.array(fixed_v)
-        drive.inject_a = np.array(inject_a)
+        drive.levels = fixed_v
+        drive.inject = inject_a
+        drive.linear = not drive.fed and len(levels) == nets.n_nets
         return drive
 
     @staticmethod
@@ -710,37 +1137,46 @@ class Bench:
         drive = self._drive()
         if self._quiet or not (drive.singles or drive.shorts):
             # Every source is at 0 (or none reaches the chip): nothing flows.
-            fixed_v, inject_a = drive.fixed_v, drive.inject_a
-            net_v = np.where(np.isnan(fixed_v), 0.0, fixed_v)
-            source_i = np.zeros(drive.nets.n_nets)
+            net_v = drive.net_v
+            currents, fed = [0.0] * drive.nets.n_nets, drive.inject
             limited: set[int] = set()
         else:
             if noisy:
                 conductances = [a.read_conductance() for a in self.arrays.values()]
             else:
-                conductances = [a.conductance_s for a in self.arrays.values()]
-            net_v, source_i, fixed_v, inject_a, limited = self._solve(
-                drive, conductances
-            )
-        results = self._results(drive, net_v, source_i, inject_a, limited)
+                conductances = [a.present_conductance_s() for a in self.arrays.values()]
+            net_v, currents, fed, limited = self._solve(drive, conductances)
+        results = self._results(drive, net_v.tolist(), currents, fed, limited)
         return _Solution(results, net_v, self._state_version, self._epoch)
 
     def _solve(
         self, drive: _Drive, conductances: list[np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[int]]:
+    ) -> tuple[np.ndarray, list[float], list[float], set[int]]:
         """Solve the circuit, moving sources into and out of compliance.
 
-        Returns the net voltages, the voltage sources' currents, the fixed
-        voltages and injected currents finally used, and the nets whose
-        source is held at its limit.
+        Returns the net voltages, V, and per net the current its voltage
+        source delivers and the current fed into it, A, finally used, and
+        the nets whose source is held at its limit.
         """
         nets = drive.nets
-        arrays = [(g, r, c) for g, (r, c) in zip(conductances, nets.lines, strict=True)]
         fixed_v, inject_a = drive.fixed_v, drive.inject_a
+        fed = drive.inject
         limited: set[int] = set()
         for _ in range(COMPLIANCE_ROUNDS):
-            net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
-            moves = _compliance_moves(drive.singles, net_v, source_i, inject_a, limited)
+            if drive.linear and fixed_v is drive.fixed_v:
+                # Every net at a fixed voltage: only the currents to find.
+                net_v = drive.net_v
+                currents = self._linear_currents(drive, conductances)
+            else:
+                arrays = [
+                    (g, r, c)
+                    for g, (r, c) in zip(conductances, nets.lines, strict=True)
+                ]
+                net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
+                currents = source_i.tolist()
+            moves = _compliance_moves(
+                drive.singles, net_v.tolist(), currents, fed, limited
+            )
             if not moves:
                 break
             if fixed_v is drive.fixed_v:
@@ -748,8 +1184,24 @@ class Bench:
             for net, fixed, inject in moves:
                 fixed_v[net], inject_a[net] = fixed, inject
                 limited.symmetric_difference_update((net,))
+            fed = inject_a.tolist()
         self._record_fed(drive, net_v, limited)
-        return net_v, source_i, fixed_v, inject_a, limited
+        return net_v, currents, fed, limited
+
+    def _linear_currents(
+        self, drive: _Drive, conductances: list[np.ndarray]
+    ) -> list[float]:
+        """Per net, the current it sends into the cells under a linear drive, A."""
+        levels = drive.levels
+        n_nets = drive.nets.n_nets
+        currents_a = [0.0] * n_nets
+        for g, pairs in zip(conductances, drive.nets.pairs(), strict=True):
+            sums_s = np.bincount(pairs.codes, g.reshape(-1), pairs.n_codes).tolist()
+            for row, col in pairs.present:
+                current_a = (levels[row] - levels[col]) * sums_s[row * n_nets + col]
+                currents_a[row] += current_a
+                currents_a[col] -= current_a
+        return currents_a
 
     def _record_fed(self, drive: _Drive, net_v: np.ndarray, limited: set[int]) -> None:
         fed = [net for net, state in drive.singles if not state.volts or net in limited]
@@ -761,17 +1213,17 @@ class Bench:
     def _results(
         self,
         drive: _Drive,
-        net_v: np.ndarray,
-        source_i: np.ndarray,
-        inject_a: np.ndarray,
+        net_v: list[float],
+        source_i: list[float],
+        inject_a: list[float],
         limited: set[int],
     ) -> dict[str, tuple[float, float, bool]]:
         channel_net = drive.nets.channel_net
         results: dict[str, tuple[float, float, bool]] = {}
-        for key, state in self._sources.items():
+        for key, state in drive.states.items():
             net = channel_net.get(key, -1)
             if not state.output:
-                results[key] = (float(net_v[net]) if net >= 0 else 0.0, 0.0, False)
+                results[key] = (net_v[net] if net >= 0 else 0.0, 0.0, False)
             elif key in drive.shorts:
                 voltage_v, current_a = drive.shorts[key]
                 results[key] = (voltage_v, current_a, True)
@@ -781,11 +1233,11 @@ class Bench:
                 # A voltage source held at its current limit feeds a current;
                 # a current source held at its voltage limit drives a voltage.
                 current = inject_a[net] if state.volts else source_i[net]
-                results[key] = (float(net_v[net]), float(current), True)
+                results[key] = (net_v[net], current, True)
             elif state.volts:
-                results[key] = (state.level_v, float(source_i[net]), False)
+                results[key] = (state.level_v, source_i[net], False)
             else:
-                results[key] = (float(net_v[net]), state.level_a, False)
+                results[key] = (net_v[net], state.level_a, False)
         return results
 
     def _settle(self) -> None:
@@ -794,6 +1246,11 @@ class Bench:
         if duration_s == 0.0:
             return
         self._pending_s = 0.0
+        cached = self._drive_cache
+        if (
+            cached is None or cached[0] != self._config_version
+        ) and self._surely_still():
+            return
         drive = self._drive()
         if not drive.fed and drive.span_v < self._safe_span_v:
             return
@@ -804,12 +1261,32 @@ class Bench:
             array.evolve(cell_voltages(net_v, rows, cols), duration_s)
         self.cells_changed()
 
+    def _surely_still(self) -> bool:
+        """Whether the sources on the chip, whatever their nets, switch no cell.
+
+        True when none of them feeds a current and their voltage levels span
+        less than the chip's safe span: every drive is then still. A quick
+        look that spares building the drive.
+        """
+        channel_net = self._nets().channel_net
+        low = high = 0.0
+        for state in self._sources.values():
+            if state.output and channel_net.get(state.channel, -1) >= 0:
+                if not state.volts:
+                    return False
+                level = state.level_v
+                if level < low:
+                    low = level
+                elif level > high:
+                    high = level
+        return high - low < self._safe_span_v
+
 
 def _compliance_moves(
     singles: list[tuple[int, SourceState]],
-    net_v: np.ndarray,
-    source_i: np.ndarray,
-    inject_a: np.ndarray,
+    net_v: list[float],
+    source_i: list[float],
+    inject_a: list[float],
     limited: set[int],
 ) -> list[tuple[int, float, float]]:
     """Sources entering or leaving compliance: (net, fixed_v, inject_a)."""

@@ -24,6 +24,7 @@ The parameters of one kind of device form a :class:`DevicePreset`, kept in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from numbers import Real
 from pathlib import Path
@@ -198,14 +199,55 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+class Switching:
+    """The cells that one held voltage switches, and how far: one event's plan.
+
+    Made by :meth:`CellArray.switching`. The cells are listed in row-major
+    order, the order in which an event draws their noise.
+
+    Attributes
+    ----------
+    cells : list of int
+        Flat (row-major) index of each switching cell.
+    target : list of float
+        State each cell moves toward: 1.0 (SET) or 0.0 (RESET).
+    factor : list of float
+        Fraction of the way to the target each cell moves, before noise:
+        ``1 - exp(-rate * duration)``.
+    """
+
+    __slots__ = ("cells", "target", "factor")
+
+    def __init__(
+        self, cells: list[int], target: list[float], factor: list[float]
+    ) -> None:
+        self.cells = cells
+        self.target = target
+        self.factor = factor
+
+    @property
+    def size(self) -> int:
+        """Number of switching cells."""
+        return len(self.cells)
+
+
+def _fraction(
+    v: float, threshold_v: float, rate_per_s: float, alpha: float, duration_s: float
+) -> float:
+    """Fraction of the way to its limit a cell held at `v` moves, noise-free."""
+    rate = rate_per_s * (v / threshold_v - 1.0) ** alpha
+    return -math.expm1(-(rate * duration_s))
+
+
 class CellArray:
     """The cells of one crossbar array, vectorized.
 
     Every cell draws its own conductances, thresholds and rates from the
     preset's device-to-device spread once, at construction, and starts formed
-    in its low state. The generator is kept for the cycle-to-cycle,
-    programming and read noise of later calls, so one seed reproduces a whole
-    history.
+    in its low state. The generator is kept for the cycle-to-cycle and
+    programming noise of later calls, so one seed reproduces a whole history.
+    Read noise comes from its own generator when one is given, so that how
+    often the cells are read does not change the noise their switching gets.
 
     Parameters
     ----------
@@ -214,10 +256,12 @@ class CellArray:
     preset : DevicePreset
         The kind of device.
     rng : numpy.random.Generator
-        Source of every random draw of this array.
+        Source of every random draw of this array but the read noise.
     stuck_fraction : float
         Fraction of cells that never switch: half stuck in the low state
         (``w = 0``), half in the high state (``w = 1``).
+    read_rng : numpy.random.Generator, optional
+        Source of the read noise; `rng` when not given.
 
     Attributes
     ----------
@@ -237,6 +281,9 @@ class CellArray:
         ``(rows, cols)`` number of switching events each cell has seen.
     stuck_low, stuck_high : numpy.ndarray of bool
         ``(rows, cols)`` cells stuck in the low or the high state.
+    lowest_set_v, highest_reset_v : float
+        The SET and RESET thresholds nearest to 0 V among the cells that can
+        switch, V: no voltage between them changes a cell.
     """
 
     def __init__(
@@ -246,6 +293,7 @@ class CellArray:
         preset: DevicePreset,
         rng: np.random.Generator,
         stuck_fraction: float = 0.0,
+        read_rng: np.random.Generator | None = None,
     ) -> None:
         if rows < 1 or cols < 1:
             raise ValueError(f"array size {rows} x {cols}: both must be >= 1")
@@ -255,7 +303,18 @@ class CellArray:
         self.cols = cols
         self.preset = preset
         self._rng = rng
+        self._read_rng = rng if read_rng is None else read_rng
         self._sample_cells()
+        self._window_s = self.g_max_cell_s - self.g_min_cell_s
+        self._g: np.ndarray | None = None
+        self._thresholds = np.stack(
+            [
+                self.v_set_cell_v.reshape(-1),
+                self.v_reset_cell_v.reshape(-1),
+                self.rate_set_cell_per_s.reshape(-1),
+                self.rate_reset_cell_per_s.reshape(-1),
+            ]
+        )
 
         self._w = np.clip(
             preset.initial_state
@@ -292,13 +351,16 @@ class CellArray:
         self._w[self.stuck_low] = 0.0
         self._w[self.stuck_high] = 1.0
         self._free = ~(self.stuck_low | self.stuck_high)
+        self._free_flat = self._free.reshape(-1)
 
     def _find_threshold_extremes(self) -> None:
-        # evolve() returns at once when every voltage lies between the
-        # thresholds nearest to 0 V of the cells that can switch.
+        # No voltage between the thresholds nearest to 0 V of the cells that
+        # can switch changes anything.
         free = self._free
-        self._lowest_set_v = self.v_set_cell_v.min(where=free, initial=np.inf)
-        self._highest_reset_v = self.v_reset_cell_v.max(where=free, initial=-np.inf)
+        self.lowest_set_v = float(self.v_set_cell_v.min(where=free, initial=np.inf))
+        self.highest_reset_v = float(
+            self.v_reset_cell_v.max(where=free, initial=-np.inf)
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -313,7 +375,32 @@ class CellArray:
     @property
     def conductance_s(self) -> np.ndarray:
         """Present small-signal conductance of every cell, S, without noise."""
-        return self.g_min_cell_s + (self.g_max_cell_s - self.g_min_cell_s) * self._w
+        return self.present_conductance_s().copy()
+
+    def present_conductance_s(self) -> np.ndarray:
+        """The present noise-free conductances, S, shared: read, never change.
+
+        Kept until the cells change, so that solving the circuit again under
+        unchanged cells does not compute them again.
+        """
+        g = self._g
+        if g is None:
+            g = self._g = self.g_min_cell_s + self._window_s * self._w
+            g.setflags(write=False)
+        return g
+
+    def conductance_of(self, cell: int, states: list[float]) -> list[float]:
+        """Conductance, S, one cell (flat index) has in each of some states."""
+        low = float(self.g_min_cell_s.reshape(-1)[cell])
+        window = float(self._window_s.reshape(-1)[cell])
+        return [low + window * w for w in states]
+
+    def highest_conductance_s(self, cell: int) -> float:
+        """The higher of a cell's low and high conductances, S (flat index)."""
+        return max(
+            float(self.g_min_cell_s.reshape(-1)[cell]),
+            float(self.g_max_cell_s.reshape(-1)[cell]),
+        )
 
     def read_conductance(self) -> np.ndarray:
         """Measure every cell's conductance once, with read noise.
@@ -324,8 +411,12 @@ class CellArray:
             ``(rows, cols)`` conductance, S: ``G * (1 + read_sigma * N(0, 1))``
             with an independent draw per cell and per call.
         """
-        noise = self._rng.standard_normal(self.shape)
-        return self.conductance_s * (1.0 + self.preset.read_sigma * noise)
+        noise = self._read_rng.standard_normal(self.shape)
+        return self.present_conductance_s() * self.read_factors(noise)
+
+    def read_factors(self, noise: np.ndarray) -> np.ndarray:
+        """What reading multiplies conductances by, for standard normal `noise`."""
+        return 1.0 + self.preset.read_sigma * noise
 
     def set_state(self, w: float | np.ndarray) -> None:
         """Put the cells directly into state ``w``, as a test fixture does.
@@ -340,6 +431,7 @@ class CellArray:
         if not ((w >= 0) & (w <= 1)).all():
             raise ValueError("state must be in [0, 1]")
         self._w[self._free] = w[self._free]
+        self._g = None
 
     def evolve(self, v_cell: np.ndarray, duration_s: float) -> None:
         """Let the cells switch under voltages held for a while.
@@ -356,55 +448,112 @@ class CellArray:
         duration_s : float
             How long the voltages are held, s.
         """
+        plan = self.switching(v_cell, duration_s)
+        if plan is not None:
+            self.repeat(plan, self._rng.standard_normal((1, 2, plan.size)))
+
+    def switching(self, v_cell: np.ndarray, duration_s: float) -> Switching | None:
+        """The cells that voltages held for `duration_s` switch, or None.
+
+        Parameters are those of :meth:`evolve`; nothing changes and nothing
+        is drawn.
+        """
         v = np.asarray(v_cell, dtype=float)
         if v.shape != self.shape:
             raise ValueError(f"v_cell has shape {v.shape}, the array {self.shape}")
         if duration_s < 0:
             raise ValueError(f"duration_s: {duration_s} s must be >= 0")
         if duration_s == 0:
-            return
-        if v.max() <= self._lowest_set_v and v.min() >= self._highest_reset_v:
-            return
+            return None
+        if v.max() <= self.lowest_set_v and v.min() >= self.highest_reset_v:
+            return None
+        flat = v.reshape(-1)
+        cells = np.flatnonzero(
+            (flat > self.lowest_set_v) | (flat < self.highest_reset_v)
+        )
+        return self.switching_among(cells.tolist(), flat[cells].tolist(), duration_s)
 
-        setting = (v > self.v_set_cell_v) & self._free
-        switching = setting | ((v < self.v_reset_cell_v) & self._free)
-        if not switching.any():
-            return
-        is_set = setting[switching]
-        rate_per_s = self._rate_per_s(v[switching], switching, is_set)
-        self._step(switching, is_set, rate_per_s * duration_s)
+    def switching_among(
+        self, cells: list[int], v: list[float], duration_s: float
+    ) -> Switching | None:
+        """Which of some cells their voltages switch, or None.
 
-    def _rate_per_s(
-        self, v: np.ndarray, switching: np.ndarray, is_set: np.ndarray
-    ) -> np.ndarray:
-        """Switching rate of the cells in the mask ``switching``, 1/s.
+        Parameters
+        ----------
+        cells : list of int
+            Flat (row-major) indices of the cells that might switch, in
+            ascending order; the others are known to stay.
+        v : list of float
+            The voltage across each of them, V.
+        duration_s : float
+            How long the voltages are held, s.
+        """
+        if duration_s == 0:
+            return None
+        p = self.preset
+        switching: list[int] = []
+        targets: list[float] = []
+        factors: list[float] = []
+        table = self._thresholds[:, cells].T.tolist()
+        free = self._free_flat[cells].tolist()
+        # Few cells switch at once: one at a time is faster than numpy here.
+        for cell, volts, (v_set, v_reset, rate_set, rate_reset), movable in zip(
+            cells, v, table, free, strict=True
+        ):
+            if not movable:
+                continue
+            if volts > v_set:
+                factor = _fraction(volts, v_set, rate_set, p.alpha_set, duration_s)
+                targets.append(1.0)
+            elif volts < v_reset:
+                factor = _fraction(
+                    volts, v_reset, rate_reset, p.alpha_reset, duration_s
+                )
+                targets.append(0.0)
+            else:
+                continue
+            switching.append(cell)
+            factors.append(factor)
+        return Switching(switching, targets, factors) if switching else None
 
-        ``v`` and ``is_set`` (SET rather than RESET) list those cells only.
+    def repeat(self, plan: Switching, noise: np.ndarray) -> list[list[float]]:
+        """Apply one event of `plan` per row of `noise`, one after another.
+
+        The same as as many :meth:`evolve` calls under the voltages that made
+        `plan`, each with its row of `noise` as the draws.
+
+        Parameters
+        ----------
+        plan : Switching
+            The event, from :meth:`switching`.
+        noise : numpy.ndarray
+            ``(events, 2, plan.size)`` standard normal draws: per event, the
+            cycle-to-cycle draws of the cells, then their programming draws.
+
+        Returns
+        -------
+        list of list of float
+            Per switching cell, its state after each event.
         """
         p = self.preset
-        threshold_v = np.where(
-            is_set, self.v_set_cell_v[switching], self.v_reset_cell_v[switching]
-        )
-        base_per_s = np.where(
-            is_set,
-            self.rate_set_cell_per_s[switching],
-            self.rate_reset_cell_per_s[switching],
-        )
-        alpha = np.where(is_set, p.alpha_set, p.alpha_reset)
-        return base_per_s * (v / threshold_v - 1.0) ** alpha
-
-    def _step(
-        self, switching: np.ndarray, is_set: np.ndarray, rate_dt: np.ndarray
-    ) -> None:
-        """Move the switching cells toward 1 (SET) or 0 (RESET), with noise."""
-        p = self.preset
-        w = self._w[switching]
-        target = is_set.astype(float)
-        change = (target - w) * -np.expm1(-rate_dt)
-
-        noise = self._rng.standard_normal((2, w.size))
-        change *= 1.0 + p.c2c_sigma * noise[0]
-        w = w + change + p.prog_sigma * noise[1]
-
-        self._w[switching] = np.clip(w, 0.0, 1.0)
-        self.switch_count[switching] += 1
+        c2c, prog = p.c2c_sigma, p.prog_sigma
+        flat = self._w.reshape(-1)
+        counts = self.switch_count.reshape(-1)
+        draws = noise.tolist()
+        trajectories = []
+        for k, (cell, target, factor) in enumerate(
+            zip(plan.cells, plan.target, plan.factor, strict=True)
+        ):
+            w = float(flat[cell])
+            trajectory = []
+            for event in draws:
+                change = (target - w) * factor * (1.0 + c2c * event[0][k])
+                w = w + change + prog * event[1][k]
+                w = w if w > 0.0 else 0.0  # clipped as numpy clips: max, then min
+                w = w if w < 1.0 else 1.0
+                trajectory.append(w)
+            trajectories.append(trajectory)
+            flat[cell] = w
+            counts[cell] += len(draws)
+        self._g = None
+        return trajectories

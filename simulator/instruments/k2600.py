@@ -206,6 +206,19 @@ class NvBuffer(LuaObject):
         self.sourcevalues.values.append(source_value)
         self.timestamps.values.append(time_s - self.basetimestamp)
 
+    def extend(
+        self, readings: list[float], source_value: float, times_s: list[float]
+    ) -> None:
+        """Store readings taken at one source value, with their times."""
+        if not readings:
+            return
+        if not self.readings.values:
+            self.basetimestamp = times_s[0]
+        base = self.basetimestamp
+        self.readings.values.extend(readings)
+        self.sourcevalues.values.extend([source_value] * len(readings))
+        self.timestamps.values.extend([time_s - base for time_s in times_s])
+
 
 class Source(LuaObject):
     """``smuX.source``: function, levels, limits, ranges and the output."""
@@ -273,15 +286,23 @@ class Source(LuaObject):
 
     @levelv.setter
     def levelv(self, value: object) -> None:
-        level = _number(value, "source.levelv")
-        ranges = self._smu.rating.v_ranges_v
-        top = ranges[-1] if self._autorangev else self._rangev
+        level = value if type(value) is float else _number(value, "source.levelv")
+        top = self._top_v()
         if abs(level) > top * RANGE_HEADROOM:
             self._error("levelv", value, f"|V| <= {top * RANGE_HEADROOM:g} V")
             return
         if self._autorangev:
+            ranges = self._smu.rating.v_ranges_v
             self._rangev = max(_range_for(level, ranges) or top, self.lowrangev)
         self._bench.set_source(self._key, level_v=level)
+
+    def _top_v(self) -> float:
+        """The highest voltage level the present range takes (before headroom), V."""
+        return self._smu.rating.v_ranges_v[-1] if self._autorangev else self._rangev
+
+    def takes_levelv(self, level_v: float) -> bool:
+        """Whether setting `level_v` would be accepted (no error queued)."""
+        return abs(level_v) <= self._top_v() * RANGE_HEADROOM
 
     @property
     def leveli(self) -> float:
@@ -601,11 +622,14 @@ class Measure(LuaObject):
         if buffer is None and self._count == 1:
             # The common single reading, kept short: it is most of the traffic.
             self._bench.advance(self.reading_time_s())
-            current_a = self._bench.measure(self._key)[1]
-            if not self._autorangei and abs(current_a) > self._rangei * RANGE_HEADROOM:
-                return OVERFLOW
-            return current_a
+            return self.ranged(self._bench.measure(self._key)[1])
         return self._take((buffer,), "i")[0]
+
+    def ranged(self, current_a: float) -> float:
+        """A current reading as the measure range shows it (overflow beyond it)."""
+        if not self._autorangei and abs(current_a) > self._rangei * RANGE_HEADROOM:
+            return OVERFLOW
+        return current_a
 
     def v(self, buffer: NvBuffer | None = None) -> float:
         """Measure voltage, V; also stored in `buffer` when given."""
@@ -647,8 +671,7 @@ class Measure(LuaObject):
     def read_now(self, kind: str) -> tuple[float, ...]:
         """One reading of the present state, without charging time."""
         voltage_v, current_a, _ = self._bench.measure(self._key)
-        if not self._autorangei and abs(current_a) > self._rangei * RANGE_HEADROOM:
-            current_a = OVERFLOW
+        current_a = self.ranged(current_a)
         if kind == "i":
             return (current_a,)
         if kind == "v":
@@ -764,7 +787,9 @@ class Smu(LuaObject):
 
         The current is measured at the end of each pulse into ``nvbuffer1``.
         A reading longer than the pulse finishes at the bias level, so the
-        cells see the pulse level for exactly `on_s`.
+        cells see the pulse level for exactly `on_s`. The bench takes the
+        whole train in one step when it can (:meth:`simulator.bench.Bench.
+        pulse_train`), else pulse by pulse; both leave it in the same state.
         """
         if not self._sweep_fits(True, [bias_v, level_v]):
             return
@@ -773,14 +798,23 @@ class Smu(LuaObject):
         self.nvbuffer1.clear()
         source.levelv = bias_v
         source.output = self.OUTPUT_ON
-        reading_s = measure.reading_time_s()
-        for _ in range(points):
-            source.levelv = level_v
-            self.bench.advance(on_s)
-            current_a = measure.read_now("i")[0]
-            self.nvbuffer1.append(current_a, level_v, self.bench.now_s)
-            source.levelv = bias_v
-            self.bench.advance(max(reading_s - on_s, 0.0) + off_s)
+        gap_s = max(measure.reading_time_s() - on_s, 0.0) + off_s
+        train = None
+        fits = source.takes_levelv(level_v) and source.takes_levelv(bias_v)
+        if fits and self.state.level_v == bias_v:
+            train = self.bench.pulse_train(self.key, level_v, on_s, gap_s, points)
+        if train is not None:
+            currents_a, times_s = train
+            readings = [measure.ranged(current_a) for current_a in currents_a]
+            self.nvbuffer1.extend(readings, level_v, times_s)
+        else:
+            for _ in range(points):
+                source.levelv = level_v
+                self.bench.advance(on_s)
+                current_a = measure.read_now("i")[0]
+                self.nvbuffer1.append(current_a, level_v, self.bench.now_s)
+                source.levelv = bias_v
+                self.bench.advance(gap_s)
         source.output = self.OUTPUT_OFF
 
     def _sweep_fits(self, volts: bool, levels: list[float]) -> bool:

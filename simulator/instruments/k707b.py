@@ -180,6 +180,7 @@ class K707B(TspInstrument):
         ]
         self.names = [f"{s}{r}{c:02d}" for s, r, c in self.coordinates]
         self._index = {name: i for i, name in enumerate(self.names)}
+        self._bits = {name: 1 << i for i, name in enumerate(self.names)}
         self._slot_masks: dict[int, int] = {}
         for i, (slot, _, _) in enumerate(self.coordinates):
             self._slot_masks[slot] = self._slot_masks.get(slot, 0) | 1 << i
@@ -235,7 +236,15 @@ class K707B(TspInstrument):
         return parsed
 
     def _parse(self, text: str, slots: bool) -> int:
+        bits = self._bits
         mask = 0
+        try:
+            # The usual list: upper-case names joined by commas alone.
+            for word in text.split(","):
+                mask |= bits[word]
+            return mask
+        except KeyError:
+            mask = 0
         for token in _SEPARATORS.split(text):
             word = token.strip().upper()
             if word:

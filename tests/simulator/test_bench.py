@@ -5,9 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from labctl.station import ConfigError
 from simulator.bench import Bench, Timing, bench_for, forget
+from simulator.circuit import solve
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "benches" / "demo.yaml"
@@ -345,3 +347,218 @@ def test_hot_switching_is_counted(smu, bench):
     ask(smu, "smua.source.levelv = 0")
     close(smu, [row(1, "A")])
     assert bench.hot_switch_count == 1
+
+
+# Pulse trains
+
+
+def half_select(bench, i=10, j=2, others="B", level_v=1.2, limit_a=1e-2):
+    """Row i on smu1.smua, column j on ground, the other lines on `others`."""
+    smu = bench.resource("GPIB0::26::INSTR")
+    rng = np.random.default_rng(7)
+    bench.set_cell_state("A0", rng.uniform(0.0, 1.0, (64, 8)))
+    lines = [row(r, others) for r in range(64) if r != i]
+    lines += [col(c, others) for c in range(8) if c != j]
+    close(smu, [row(i, "A"), col(j, "H"), *lines])
+    ask(
+        smu,
+        f"smua.source.limiti = {limit_a} smub.source.limiti = 1e-2 "
+        f"smua.measure.nplc = 0.001 smub.source.levelv = {level_v / 2} "
+        "smub.source.output = 1 smua.source.output = 1",
+    )
+    return smu
+
+
+def pulse_train(bench, level_v, count, **wiring):
+    """Run PulseVMeasureI on a half-selected cell; what the bench is left with."""
+    smu = half_select(bench, level_v=level_v, **wiring)
+    ask(smu, f"PulseVMeasureI(smua, 0, {level_v}, 1e-5, 2e-5, {count})")
+    readings = ask(smu, f"printbuffer(1, {count}, smua.nvbuffer1.readings)")[0]
+    times = ask(smu, f"printbuffer(1, {count}, smua.nvbuffer1.timestamps)")[0]
+    array = bench.arrays["A0"]
+    return {
+        "state": array.state,
+        "switch_count": array.switch_count.copy(),
+        "now_s": bench.now_s,
+        "events": list(bench.events),
+        "max_v": bench.max_abs_line_voltage_v,
+        "times": times,
+        "readings": np.array([float(f) for f in readings.split(", ")]),
+        "errors": smu.errorqueue.entries(),
+    }
+
+
+def trains_in_one_step(monkeypatch):
+    """Watch the factory pulse function: True for each train taken in one step."""
+    taken = []
+    step = Bench.pulse_train
+
+    def spy(self, *args):
+        result = step(self, *args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(Bench, "pulse_train", spy)
+    return taken
+
+
+def one_by_one(monkeypatch):
+    """Make the factory pulse function take its pulses one at a time."""
+    monkeypatch.setattr(Bench, "pulse_train", lambda self, *args: None)
+
+
+def same_bench(a, b):
+    for key in ("state", "switch_count"):
+        assert np.array_equal(a[key], b[key]), key
+    for key in ("now_s", "events", "max_v", "times", "errors"):
+        assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize(
+    "level_v, count, others",
+    [
+        (1.2, 28, "B"),  # V/2 scheme: the selected cell alone switches
+        (-1.1, 9, "B"),
+        (1.3, 6, "H"),  # the rest grounded: the whole selected row switches
+    ],
+)
+def test_a_pulse_train_in_one_step_leaves_the_chip_as_pulses_one_by_one(
+    monkeypatch, level_v, count, others
+):
+    taken = trains_in_one_step(monkeypatch)
+    at_once = pulse_train(Bench.from_file(DEMO), level_v, count, others=others)
+    assert taken == [True]
+    one_by_one(monkeypatch)
+    pulses = pulse_train(Bench.from_file(DEMO), level_v, count, others=others)
+
+    same_bench(at_once, pulses)
+    switched = (at_once["switch_count"] > 0).sum()
+    assert switched == (1 if others == "B" else 8)
+    # Readings differ by their read noise only.
+    sigma = Bench.from_file(DEMO).preset.read_sigma
+    relative = at_once["readings"] / pulses["readings"] - 1
+    assert np.abs(relative).max() < 10 * sigma
+
+
+def test_noise_free_readings_of_a_pulse_train_are_those_pulse_by_pulse(monkeypatch):
+    quiet = {"device": {"read_sigma": 0.0, "thermal_noise_a": 0.0}}
+    at_once = pulse_train(Bench.from_file(DEMO, **quiet), 1.2, 12)
+    one_by_one(monkeypatch)
+    pulses = pulse_train(Bench.from_file(DEMO, **quiet), 1.2, 12)
+    same_bench(at_once, pulses)
+    np.testing.assert_allclose(at_once["readings"], pulses["readings"], rtol=1e-12)
+    assert len(set(at_once["readings"].tolist())) == 12  # the cell moves each pulse
+
+
+def test_a_train_that_could_reach_the_current_limit_is_taken_pulse_by_pulse(
+    monkeypatch,
+):
+    # 20 uA is below what the selected row can draw at 1.2 V.
+    limited = pulse_train(Bench.from_file(DEMO), 1.2, 5, limit_a=2e-5)
+    one_by_one(monkeypatch)
+    pulses = pulse_train(Bench.from_file(DEMO), 1.2, 5, limit_a=2e-5)
+    same_bench(limited, pulses)
+    assert np.array_equal(limited["readings"], pulses["readings"])
+    assert limited["readings"].max() == pytest.approx(2e-5, rel=1e-3)
+
+
+def test_a_train_whose_bias_switches_cells_is_taken_pulse_by_pulse(monkeypatch):
+    # At 1.8 V the half-selected cells see 0.9 V, above their SET threshold.
+    bias = pulse_train(Bench.from_file(DEMO), 1.8, 3)
+    one_by_one(monkeypatch)
+    pulses = pulse_train(Bench.from_file(DEMO), 1.8, 3)
+    same_bench(bias, pulses)
+    assert (bias["switch_count"] > 0).sum() > 8
+
+
+# Currents of a chip held everywhere
+
+
+def test_with_every_line_on_a_bus_the_currents_are_the_nodal_solution(smu, bench):
+    rng = np.random.default_rng(21)
+    bench.set_cell_state("A0", rng.uniform(0.0, 1.0, (64, 8)))
+    buses = "ABCH"  # smu1.smua, smu1.smub, smu2.smua, ground
+    row_bus = rng.choice(list(buses), 64)
+    col_bus = rng.choice(list(buses), 8)
+    close(
+        smu,
+        [row(r, b) for r, b in enumerate(row_bus)]
+        + [col(c, b) for c, b in enumerate(col_bus)],
+    )
+    levels = {"A": 0.15, "B": -0.1, "C": 0.05, "H": 0.0}
+    ask(
+        smu,
+        "smua.source.limiti = 1e-2 smub.source.limiti = 1e-2 "
+        "node[2].smua.source.limiti = 1e-2 "
+        f"smua.source.levelv = {levels['A']} smub.source.levelv = {levels['B']} "
+        f"node[2].smua.source.levelv = {levels['C']} smua.source.output = 1 "
+        "smub.source.output = 1 node[2].smua.source.output = 1",
+    )
+    readings = [currents(smu, "smua", "smub", "node[2].smua") for _ in range(40)]
+    net = {b: k for k, b in enumerate(buses)}
+    g = bench.arrays["A0"].conductance_s
+    fixed = np.array([levels[b] for b in buses])
+    _, expected = solve(
+        [(g, np.array([net[b] for b in row_bus]), np.array([net[b] for b in col_bus]))],
+        len(buses),
+        fixed,
+        np.zeros(len(buses)),
+    )
+    np.testing.assert_allclose(
+        np.mean(readings, axis=0), expected[:3], rtol=2e-3, atol=1e-9
+    )
+
+
+def two_array_bench(folder):
+    """The demo station on a chip of two arrays, A0 (48 x 8) and A1 (8 x 8)."""
+
+    chip = {
+        "name": "two",
+        "preset": "perovskite",
+        "arrays": {"A0": {"rows": 48, "cols": 8}, "A1": {"rows": 8, "cols": 8}},
+    }
+    (folder / "chip.yaml").write_text(yaml.safe_dump(chip))
+    station = yaml.safe_load(STATION.read_text())
+    station["chip"] = str(folder / "chip.yaml")
+    pins = [f"A0.R{i}" for i in range(48)] + [f"A1.R{i}" for i in range(8)]
+    pins += [f"A0.C{i}" for i in range(8)] + [f"A1.C{i}" for i in range(8)]
+    station["wiring"]["columns"] = {s + 1: pins[12 * s : 12 * s + 12] for s in range(6)}
+    (folder / "station.yaml").write_text(yaml.safe_dump(station, sort_keys=False))
+    path = folder / "bench.yaml"
+    path.write_text(f"station: {folder / 'station.yaml'}\nseed: 5\n")
+    return Bench.from_file(path)
+
+
+def test_a_pulse_train_over_two_arrays_leaves_both_as_pulses_one_by_one(
+    tmp_path, monkeypatch
+):
+    def run(folder):
+        folder.mkdir()
+        bench = two_array_bench(folder)
+        smu = bench.resource("GPIB0::26::INSTR")
+        # A0 row 5 and A1 row 2 on the drive, A0 column 1 and A1 column 6 on
+        # ground, every other line on the bias: one selected cell per array.
+        buses = {pin: "B" for pin in bench.station.pin_channels()}
+        buses.update({"A0.R5": "A", "A1.R2": "A", "A0.C1": "H", "A1.C6": "H"})
+        places = bench.station.pin_channels()
+        close(
+            smu, [f"{places[p][0]}{bus}{places[p][1]:02d}" for p, bus in buses.items()]
+        )
+        ask(
+            smu,
+            "smua.source.limiti = 1e-2 smub.source.limiti = 1e-2 "
+            "smub.source.levelv = 0.6 smub.source.output = 1 smua.source.output = 1 "
+            "PulseVMeasureI(smua, 0, 1.2, 1e-5, 2e-5, 7)",
+        )
+        arrays = bench.arrays.values()
+        return [a.state for a in arrays], [a.switch_count for a in arrays], bench.now_s
+
+    taken = trains_in_one_step(monkeypatch)
+    at_once = run(tmp_path / "at_once")
+    assert taken == [True]
+    one_by_one(monkeypatch)
+    pulses = run(tmp_path / "pulses")
+    for a, b in zip(at_once[0], pulses[0], strict=True):
+        assert np.array_equal(a, b)
+    assert [(c == 7).sum() for c in at_once[1]] == [1, 1]
+    assert at_once[2] == pulses[2]

@@ -187,3 +187,46 @@ def test_out_of_range_value_names_the_field_and_the_file():
         DevicePreset.load("perovskite", g_max_s=5e-6)
     with pytest.raises(ValueError, match=r"perovskite\.yaml: read_voltage_v"):
         DevicePreset.load("perovskite", read_voltage_v=0.9)
+
+
+def test_repeated_events_land_where_as_many_single_events_do():
+    p = DevicePreset.load("perovskite")
+    v = np.random.default_rng(12).uniform(-1.6, 1.6, (8, 8))
+    stepped_rng, repeated_rng = np.random.default_rng(13), np.random.default_rng(13)
+    stepped = CellArray(8, 8, p, stepped_rng)
+    repeated = CellArray(8, 8, p, repeated_rng)
+    plan = repeated.switching(v, WIDTH_S)
+    assert plan is not None and plan.size > 1
+
+    # The draws six evolve() calls take from their generator, in one go.
+    draws = repeated_rng.standard_normal((6, 2, plan.size))
+    states = repeated.repeat(plan, draws)
+    for _ in range(6):
+        stepped.evolve(v, WIDTH_S)
+
+    assert np.array_equal(repeated.state, stepped.state)
+    assert np.array_equal(repeated.switch_count, stepped.switch_count)
+    assert [s[-1] for s in states] == repeated.state.reshape(-1)[plan.cells].tolist()
+
+
+def test_voltages_inside_the_thresholds_plan_no_switching():
+    cells = CellArray(8, 8, DevicePreset.load("perovskite"), np.random.default_rng(15))
+    inside = 0.9 * min(cells.lowest_set_v, -cells.highest_reset_v)
+    assert cells.switching(np.full(cells.shape, inside), WIDTH_S) is None
+    assert cells.switching(np.full(cells.shape, -inside), WIDTH_S) is None
+    assert cells.switching(np.full(cells.shape, 1.5), 0.0) is None
+
+
+def test_reading_does_not_change_the_switching_noise():
+    p = DevicePreset.load("perovskite")
+
+    def history(reads_between):
+        rng = np.random.default_rng(16)
+        cells = CellArray(8, 8, p, rng, read_rng=rng.spawn(1)[0])
+        for _ in range(5):
+            apply(cells, 1.2)
+            for _ in range(reads_between):
+                cells.read_conductance()
+        return cells.state
+
+    assert np.array_equal(history(0), history(3))

@@ -158,3 +158,17 @@ def test_channel_delays_add_to_the_operate_time(matrix, bench):
 def test_reset_opens_everything(matrix):
     ask(matrix, 'channel.close("1A01,2B02") reset()')
     assert closed(matrix) == "nil"
+
+
+def test_a_plain_comma_list_closes_what_the_same_list_spelled_loosely_does(bench):
+    names = [
+        f"{slot}{row}{column:02d}"
+        for slot in (1, 3, 6)
+        for row in "AH"
+        for column in (1, 5, 12)
+    ]
+    plain = bench.instruments["matrix"]
+    ask(plain, f'channel.close("{",".join(names)}")')
+    loose = Bench.from_file(DEMO).instruments["matrix"]
+    ask(loose, f'channel.close(" {" ; ".join(n.lower() for n in names)} ")')
+    assert closed(plain) == closed(loose) == ";".join(sorted(names))
