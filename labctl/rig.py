@@ -60,6 +60,9 @@ class Rig:
         except BaseException:
             self._close_adapters()
             raise
+        # One entry per TSP connection: a TSP-Link group shares its master's.
+        self._links = list({id(d.connection): d.connection for d in self.drivers.values()
+                            if hasattr(d, "connection")}.values())
         bus_of = {end: row for row, end in station.wiring.buses.items() if end != GROUND}
         self.guard = Guard(station.limits, bus_of, self._keep_order)
         self.channels = {}
@@ -73,9 +76,7 @@ class Rig:
                                     getattr(matrix, "connection", matrix))
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
-        self._readers: dict[tuple[str, ...], Any] = {}
-        self._links = list({id(d.connection): d.connection for d in self.drivers.values()
-                            if hasattr(d, "connection")}.values())
+        self._readers: dict[tuple[str, ...], Readings] = {}
 
     # Opening
 
