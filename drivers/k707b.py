@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymeasure.adapters import Adapter
@@ -69,6 +69,7 @@ class Keithley707B(TspInstrument):
         self.slots = SLOTS[model]
         self._checked: set[str] = set()
         super().__init__(adapter, name, node=node, connection=connection, **kwargs)
+        self._switch = self._switcher()
 
     def check_crosspoint(self, crosspoint: str) -> str:
         """Return `crosspoint` if it names a relay of this matrix.
@@ -124,18 +125,37 @@ class Keithley707B(TspInstrument):
 
         Sends ``channel.close("1A01,1B02")``; nothing for an empty list.
         """
-        listed = self.channel_list(channels)
-        if listed:
-            self.write(f'{{node}}channel.close("{listed}")')
+        self._switch("close", channels)
 
     def open(self, channels: Iterable[str]) -> None:
         """Open the relays of `channels`, leaving others as they are.
 
         Sends ``channel.open("1A01,1B02")``; nothing for an empty list.
         """
-        listed = self.channel_list(channels)
-        if listed:
-            self.write(f'{{node}}channel.open("{listed}")')
+        self._switch("open", channels)
+
+    def _switcher(self) -> Callable[[str, Iterable[str]], None]:
+        """``channel.<verb>(list)`` with what it needs bound once.
+
+        Relays switch many times a second in an analog multiply, and every
+        attribute read on a pymeasure instrument passes through its checks:
+        the hot path reads none.
+        """
+        checked, check = self._checked, self.check_crosspoint
+        write = self.connection.write
+        head = f"{self.node_prefix}channel."
+
+        def switch(verb: str, channels: Iterable[str]) -> None:
+            if isinstance(channels, str):
+                raise TypeError(f"give a list of crosspoints, not the string {channels!r}")
+            channels = list(channels)
+            for channel in channels:
+                if channel not in checked:
+                    check(channel)
+            if channels:
+                write(f'{head}{verb}("{",".join(channels)}")')
+
+        return switch
 
     def exclusive_close(self, channels: Iterable[str]) -> None:
         """Close the relays of `channels` and open every other one.

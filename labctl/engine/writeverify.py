@@ -83,6 +83,7 @@ class _Response:
     exponent: float
     gain: float
     limit_v: float
+    learned: bool = False  # whether ``gain`` comes from the cell's own trains
 
     def fraction(self, level_v: float) -> float:
         over = max(level_v / self.threshold_v - 1, 0.0)
@@ -101,6 +102,7 @@ class _Response:
         seen_gain = -math.log(1 - seen_fraction) / over
         blended = math.sqrt(self.gain * seen_gain)  # geometric: gains span decades
         self.gain = min(max(blended, 0.05 * self.gain), 20 * self.gain)
+        self.learned = True
 
 
 @dataclass
@@ -138,6 +140,9 @@ class WriteVerify:
         #: The last conductance each cell was read at in this write-verify, S
         #: (NaN: not read yet). A cell read before starts from that reading.
         self.verified_s = np.full((self.lines.n_rows, self.lines.n_cols), np.nan)
+        #: Each cell's SET and RESET gains as learned by its last programming
+        #: (NaN: not learned yet); a cell programmed again starts from them.
+        self.learned_gain = np.full((2, self.lines.n_rows, self.lines.n_cols), np.nan)
         for level in (config.set_voltage_v, config.reset_voltage_v):
             rig.guard.check_level(roles.drive, level, "pulse level")
         rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
@@ -217,12 +222,20 @@ class WriteVerify:
             self.bias.source_voltage = level_v / 2
             self.drive.apply_pulses(level_v, cfg.width_s, 0.0, cfg.gap_s, count)
 
-    def _responses(self) -> tuple[_Response, _Response]:
+    def _responses(self, r: int, c: int) -> tuple[_Response, _Response]:
+        """A cell's SET and RESET responses: as learned before, else nominal."""
         cfg = self.config
+        up_gain, down_gain = self.learned_gain[:, r, c].tolist()
         up = _Response(cfg.set_threshold_v, cfg.set_exponent,
-                       cfg.set_rate_per_s * cfg.width_s, cfg.set_voltage_v)
+                       cfg.set_rate_per_s * cfg.width_s, cfg.set_voltage_v,
+                       learned=up_gain == up_gain)
         down = _Response(cfg.reset_threshold_v, cfg.reset_exponent,
-                         cfg.reset_rate_per_s * cfg.width_s, cfg.reset_voltage_v)
+                         cfg.reset_rate_per_s * cfg.width_s, cfg.reset_voltage_v,
+                         learned=down_gain == down_gain)
+        if up.learned:
+            up.gain = up_gain
+        if down.learned:
+            down.gain = down_gain
         return up, down
 
     def _program_cell(self, r: int, c: int, target: float) -> CellLog:
@@ -233,14 +246,14 @@ class WriteVerify:
             with self.rig.batch():
                 self._select(r, c)
                 g = self.read()
-        up, down = self._responses()
+        up, down = self._responses(r, c)
         pulses = rounds = still = 0
         stuck = False
         while abs(g - target) > cfg.tolerance * target and rounds < cfg.max_rounds:
             rounds += 1
             setting = g < target
             response, limit = (up, cfg.g_max_s) if setting else (down, cfg.g_min_s)
-            level, n = _plan(g, target, limit, response, cfg, rounds == 1)
+            level, n = _plan(g, target, limit, response, cfg)
             before = g
             with self.rig.batch():  # the train and its verify read: one message
                 if not selected:
@@ -257,6 +270,9 @@ class WriteVerify:
                 stuck = True
                 break
         self.verified_s[r, c] = g
+        for k, response in enumerate((up, down)):
+            if response.learned:
+                self.learned_gain[k, r, c] = response.gain
         converged = abs(g - target) <= cfg.tolerance * target
         if not converged:
             log.info("%s cell (%d, %d): %.2f µS, target %.2f µS%s",
@@ -266,12 +282,12 @@ class WriteVerify:
 
 
 def _plan(g: float, target: float, limit: float, response: _Response,
-          cfg: WriteVerifyConfig, first: bool) -> tuple[float, int]:
+          cfg: WriteVerifyConfig) -> tuple[float, int]:
     """Amplitude and pulse count of the next train.
 
-    The train aims at a share of the remaining error: 80 % on a cell's first
-    train, whose response is still the nominal guess, then 90 % while far
-    and all of it once close. The count is the fewest pulses (1, 2, 4, …)
+    The train aims at a share of the remaining error: 80 % while the cell's
+    response is still the nominal guess, then 95 % while far and all of it
+    once close. The count is the fewest pulses (1, 2, 4, …)
     whose amplitude stays within the largest allowed, and the amplitude is
     the one the cell's learned response says moves the aim in that count.
     """
@@ -279,10 +295,10 @@ def _plan(g: float, target: float, limit: float, response: _Response,
     err = abs(target - g)
     if span <= 0 or err >= span:
         return response.limit_v, cfg.max_train
-    if first:
+    if not response.learned:
         share = 0.8
     else:
-        share = 0.9 if err > 3 * cfg.tolerance * target else 1.0
+        share = 0.95 if err > 3 * cfg.tolerance * target else 1.0
     aim = share * err / span
     largest = response.fraction(response.limit_v)
     n = 1

@@ -55,3 +55,29 @@ def test_write_verify_absorbs_cycle_to_cycle_noise(tmp_path, default_cosine):
 def test_stuck_cells_lower_fidelity(tmp_path, default_cosine):
     stuck = tile_cosine(tmp_path, stuck_fraction=0.15)
     assert stuck < default_cosine - 0.02
+
+
+def second_tile_rounds(folder, forget: bool) -> float:
+    """Mean write-verify rounds per cell of the second of two tiles on one array."""
+    w = load_extract().head_weights(0)
+    mapping = DifferentialMapping(np.vstack([w.wq, w.wk, w.wv]), 15e-6, 85e-6)
+    first, second = mapping.tiles(64, 8)[:2]
+    rig = Rig(load_station(write_bench(folder)))
+    try:
+        writer = WriteVerify(rig, "A0", WriteVerifyConfig())
+        writer.program(first.targets_s[:16])
+        assert np.isfinite(writer.learned_gain[:, :16]).any()
+        if forget:
+            writer.learned_gain[:] = np.nan
+        cells = writer.program(second.targets_s[:16])
+    finally:
+        rig.close()
+    assert np.mean([c.converged for c in cells]) > 0.99
+    return float(np.mean([c.rounds for c in cells]))
+
+
+def test_cells_programmed_again_start_from_their_learned_response(tmp_path):
+    # The same bench twice (same seed): only the memory of each cell differs.
+    remembered = second_tile_rounds(tmp_path / "remembered", forget=False)
+    forgotten = second_tile_rounds(tmp_path / "forgotten", forget=True)
+    assert remembered < 0.93 * forgotten
