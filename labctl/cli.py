@@ -38,9 +38,15 @@ app = typer.Typer(
 runs_app = typer.Typer(help="Stored runs.", no_args_is_help=True)
 station_app = typer.Typer(help="Station files and their instruments.", no_args_is_help=True)
 model_app = typer.Typer(help="The transformer workload.", no_args_is_help=True)
+sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(station_app, name="station")
 app.add_typer(model_app, name="model")
+cells_app = typer.Typer(help="Cells of a chip and their history.", no_args_is_help=True)
+chip_app = typer.Typer(help="Chips and what their cells hold.", no_args_is_help=True)
+app.add_typer(cells_app, name="cells")
+app.add_typer(chip_app, name="chip")
+app.add_typer(sim_app, name="sim")
 
 console = Console(soft_wrap=True)  # paths and figures stay on one line
 err = Console(stderr=True)
@@ -312,6 +318,44 @@ def model_extract(
 
     path = extract(source, out)
     console.print(f"wrote {path}")
+
+
+# sim -----------------------------------------------------------------------
+
+
+@sim_app.command("serve")
+def sim_serve(
+    bench_file: Annotated[Path, typer.Argument(
+        help="Bench file (data/benches/*.yaml).", metavar="BENCH", show_default=False)],
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Anything but loopback lets other machines "
+        "drive the bench.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="First port: the instruments take consecutive "
+        "ports in the station file's order; 0 lets the system pick free ports.")] = 0,
+) -> None:
+    """Serve the bench's instruments over TCP, each as a LAN instrument."""
+    from simulator.bench import bench_for
+    from simulator.server import BenchServer
+
+    with _one_line_errors():
+        bench = bench_for(bench_file)
+    try:
+        server = BenchServer(bench, host, port)
+        server.open()
+    except (OSError, ValueError) as exc:  # ports out of range, in use or refused
+        _error("error", str(getattr(exc, "strerror", None) or exc))
+        raise typer.Exit(2) from None
+    table = Table(title=f"simulated bench {escape(str(bench_file))}")
+    for col in ("instrument", "model", "station resource", "TCP resource"):
+        table.add_column(col)
+    for endpoint in server.endpoints:
+        table.add_row(escape(endpoint.name), endpoint.model, escape(endpoint.resource),
+                      escape(endpoint.tcp_resource))
+    console.print(table)
+    say("serving until Ctrl-C or SIGTERM")
+    server.run()
+    say("server closed")
 
 
 # demo ----------------------------------------------------------------------

@@ -3,9 +3,10 @@
 ``Keithley2400``, ``Keithley2450`` and ``Keithley2600`` from
 ``pymeasure.instruments.keithley`` run their documented workflows (apply a
 voltage or a current, set the compliance, measure, use the buffer) through
-the ``@labsim`` backend. Where a stock driver sends something the real
-instrument would refuse, or reads a reply wrongly, the test says so and
-checks what the simulated instrument does about it.
+each transport of the simulated bench: the ``@labsim`` backend, and pyvisa-py
+over TCP to the bench's server as to a LAN instrument. Where a stock driver
+sends something the real instrument would refuse, or reads a reply wrongly,
+the test says so and checks what the simulated instrument does about it.
 
 The stock drivers pause with ``time.sleep`` while ramping; here a pause lets
 bench time pass instead, so a ramp costs no real time.
@@ -13,15 +14,20 @@ bench time pass instead, so a ramp costs no real time.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymeasure.adapters import VISAAdapter
 from pymeasure.instruments.keithley import Keithley2400, Keithley2450, Keithley2600
 from pymeasure.instruments.keithley import buffer as keithley_buffer
 
-from simulator.bench import bench_for, forget
+from simulator.bench import Bench, bench_for, forget
+from simulator.server import BenchServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -29,54 +35,107 @@ BENCHES = Path(__file__).resolve().parents[2] / "data" / "benches"
 MASTER = "GPIB0::26::INSTR"
 
 
-def connect(bench_name, resource, monkeypatch, bus="A"):
-    """An adapter to one simulated instrument; row A0.R0 on `bus`, columns grounded.
+class BenchProbe:
+    """What a test reads of the bench, once the bench has handled every message.
 
-    Returns the adapter, the bench and the row's total conductance (S).
+    Over TCP a write returns before the server has handled it; the probe
+    first asks ``*OPC?`` on the driver's connection (both languages answer
+    it), so the bench has handled everything sent before it is read, and
+    reads it under the server's lock.
+    """
+
+    def __init__(
+        self, bench: Bench, lock: threading.Lock, settle: Callable[[], object]
+    ) -> None:
+        self._bench = bench
+        self._lock = lock
+        self._settle = settle
+
+    @property
+    def now_s(self) -> float:
+        """The bench clock, s."""
+        self._settle()
+        with self._lock:
+            return self._bench.now_s
+
+    def outputs_on(self) -> list[str]:
+        """The SMU channels whose output is on."""
+        self._settle()
+        with self._lock:
+            return self._bench.outputs_on()
+
+    def pause(self, duration_s: float) -> None:
+        """Let bench time pass after what was sent has been handled, for time.sleep."""
+        self._settle()
+        with self._lock:
+            self._bench.advance(duration_s)
+
+
+@pytest.fixture(params=["labsim", "tcp"])
+def transport(request) -> str:
+    """How the drivers reach the bench: the @labsim backend or TCP."""
+    return request.param
+
+
+def driven(
+    driver: type, bench_name: str, resource: str, transport: str, monkeypatch
+) -> Iterator[tuple[Any, BenchProbe, float]]:
+    """A stock driver on one simulated instrument; row A0.R0 on bus A, columns
+    grounded.
+
+    Yields the driver, a probe of the bench and the row's total conductance (S).
     """
     path = BENCHES / f"{bench_name}.yaml"
     forget(path)
     bench = bench_for(path)
-    monkeypatch.setattr(time, "sleep", bench.advance)
-    monkeypatch.setattr(keithley_buffer, "sleep", bench.advance)
-    bench.resource(MASTER).write(
-        f'node[4].channel.exclusiveclose("1{bus}01,6H05:6H12")'
+    bench.resource(MASTER).write('node[4].channel.exclusiveclose("1A01,6H05:6H12")')
+    load = float(bench.arrays["A0"].conductance_s[0].sum())
+    with contextlib.ExitStack() as stack:
+        stack.callback(forget, path)
+        if transport == "tcp":
+            server = stack.enter_context(BenchServer(bench))
+            adapter = VISAAdapter(
+                f"TCPIP0::127.0.0.1::{server.ports[resource]}::SOCKET",
+                visa_library="@py",
+                read_termination="\n",
+                write_termination="\n",
+                timeout=2000,
+            )
+            probe = BenchProbe(
+                bench, server.lock, lambda: adapter.connection.query("*OPC?")
+            )
+        else:
+            adapter = VISAAdapter(
+                resource,
+                visa_library=f"{path}@labsim",
+                read_termination="\n",
+                write_termination="\n",
+                timeout=2000,
+            )
+            probe = BenchProbe(bench, threading.Lock(), lambda: None)
+        stack.callback(adapter.close)
+        monkeypatch.setattr(time, "sleep", probe.pause)
+        monkeypatch.setattr(keithley_buffer, "sleep", probe.pause)
+        yield driver(adapter), probe, load
+
+
+@pytest.fixture
+def k2400(transport, monkeypatch):
+    yield from driven(
+        Keithley2400, "k2400-sim", "GPIB0::24::INSTR", transport, monkeypatch
     )
-    adapter = VISAAdapter(
-        resource,
-        visa_library=f"{path}@labsim",
-        read_termination="\n",
-        write_termination="\n",
-        timeout=2000,
+
+
+@pytest.fixture
+def k2450(transport, monkeypatch):
+    yield from driven(
+        Keithley2450, "k2450-sim", "GPIB0::18::INSTR", transport, monkeypatch
     )
-    return adapter, bench, float(bench.arrays["A0"].conductance_s[0].sum())
 
 
 @pytest.fixture
-def k2400(monkeypatch):
-    adapter, bench, load = connect("k2400-sim", "GPIB0::24::INSTR", monkeypatch)
-    smu = Keithley2400(adapter)
-    yield smu, bench, load
-    adapter.close()
-    forget(BENCHES / "k2400-sim.yaml")
-
-
-@pytest.fixture
-def k2450(monkeypatch):
-    adapter, bench, load = connect("k2450-sim", "GPIB0::18::INSTR", monkeypatch)
-    smu = Keithley2450(adapter)
-    yield smu, bench, load
-    adapter.close()
-    forget(BENCHES / "k2450-sim.yaml")
-
-
-@pytest.fixture
-def k2600(monkeypatch):
-    adapter, bench, load = connect("demo", MASTER, monkeypatch)
-    smu = Keithley2600(adapter)
-    yield smu, bench, load
-    adapter.close()
-    forget(BENCHES / "demo.yaml")
+def k2600(transport, monkeypatch):
+    yield from driven(Keithley2600, "demo", MASTER, transport, monkeypatch)
 
 
 # Keithley2400
