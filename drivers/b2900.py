@@ -10,7 +10,11 @@ are sent in a form that round-trips exactly (a 100 nA limit is ``1e-07``).
 A sweep is one bus message: a list sweep (``:SOUR:VOLT:MODE LIST``,
 ``:SOUR:LIST:VOLT``, ``:TRIG:COUN N``), ``:INIT``, ``*WAI`` and
 ``:FETC:ARR:CURR?``. Pulse trains use the instrument's pulse mode
-(``:SOUR:FUNC:SHAP PULS``).
+(``:SOUR:FUNC:SHAP PULS``). After either, whatever happened, one message
+puts back what it changed (:data:`REST`): outside its sweeps and pulse trains
+the driver keeps each channel as reset leaves it, a DC source in fixed mode
+with one trigger and no acquire delay, so that a later ``:INIT`` neither
+replays a list nor applies a pulse level.
 
 With ``:OUTP:ON:AUTO`` at its default (ON), ``:INIT`` turns the output on by
 itself, and a spot measurement (``:MEAS:CURR?``) may do the same.
@@ -70,6 +74,14 @@ RATINGS: dict[str, ScpiRatings] = {
 PULSE_WIDTH_S = (50e-6, 100_000.0)
 #: Pulse delay (``:SOUR:PULS:DEL``) and trigger delays, s.
 MAX_DELAY_S = 100.0
+
+#: What a sweep or a pulse train changes, put back as reset leaves it.
+REST = (
+    ":SOUR{ch}:FUNC:SHAP DC",
+    ":SOUR{ch}:VOLT:MODE FIX",
+    ":TRIG{ch}:COUN 1",
+    ":TRIG{ch}:ACQ:DEL 0",
+)
 
 
 class KeysightB2900Channel(ScpiSmuChannel):
@@ -169,7 +181,9 @@ class KeysightB2900Channel(ScpiSmuChannel):
             :TRIG1:COUN N;:TRIG1:TRAN:DEL 0;:TRIG1:ACQ:DEL <settle>;
             :OUTP1 ON;:INIT (@1);*WAI;:OUTP1 OFF;:FETC:ARR:CURR? (@1)
 
-        The sweep leaves the output off.
+        then, whatever happened,
+        ``:SOUR1:FUNC:SHAP DC;:SOUR1:VOLT:MODE FIX;:TRIG1:COUN 1;:TRIG1:ACQ:DEL 0``.
+        The sweep leaves the output off at the level it found.
 
         Parameters
         ----------
@@ -207,7 +221,11 @@ class KeysightB2900Channel(ScpiSmuChannel):
             *self._run_commands(),
             ":FETC:ARR:CURR? (@{ch})",
         ]
-        return self._readings(self.ask(join_commands(commands)), len(levels))
+        try:
+            reply = self.ask(join_commands(commands))
+        finally:
+            self.write(join_commands(REST))
+        return self._readings(reply, len(levels))
 
     def pulse_train(
         self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
@@ -227,8 +245,10 @@ class KeysightB2900Channel(ScpiSmuChannel):
             :TRIG1:ACQ:DEL <off + width - aperture>;
             :OUTP1 ON;:INIT (@1);*WAI;:OUTP1 OFF;:FETC:ARR:CURR? (@1)
 
-        and, whatever happened, ``:SOUR1:FUNC:SHAP DC`` puts the source back
-        to DC. The source level is left at `bias_v`, the output off.
+        and, whatever happened, ``:SOUR1:FUNC:SHAP DC;:SOUR1:VOLT:MODE FIX;
+        :TRIG1:COUN 1;:TRIG1:ACQ:DEL 0;:SOUR1:VOLT:TRIG <bias>`` puts the
+        source back to DC with its triggered level at the bias. The source
+        level is left at `bias_v`, the output off.
 
         Parameters
         ----------
@@ -273,7 +293,7 @@ class KeysightB2900Channel(ScpiSmuChannel):
         try:
             reply = self.ask(join_commands([*commands, ":FETC:ARR:CURR? (@{ch})"]))
         finally:
-            self.write(":SOUR{ch}:FUNC:SHAP DC")
+            self.write(join_commands(self._pulse_rest(bias)))
         return self._readings(reply, count)
 
     def apply_pulses(
@@ -281,16 +301,17 @@ class KeysightB2900Channel(ScpiSmuChannel):
     ) -> None:
         """Apply the pulses of :meth:`pulse_train` without reading them back.
 
-        One message, ending ``*WAI;:OUTP1 OFF;:SOUR1:FUNC:SHAP DC``: the
-        instrument takes the next command only when the train has ended. The
-        aperture is not read, so each (unread) measurement starts with its
-        pulse; an aperture longer than the pulse lengthens the off time.
+        One message, ending ``*WAI;:OUTP1 OFF`` and the commands that put
+        the source back to DC (as :meth:`pulse_train` does): the instrument
+        takes the next command only when the train has ended. The aperture is
+        not read, so each (unread) measurement starts with its pulse; an
+        aperture longer than the pulse lengthens the off time.
         """
         level, bias, width, off, count = self._check_train(
             level_v, width_s, bias_v, off_s, count
         )
         commands = self._pulse_commands(level, bias, width, off, count, off)
-        self.write(join_commands([*commands, ":SOUR{ch}:FUNC:SHAP DC"]))
+        self.write(join_commands([*commands, *self._pulse_rest(bias)]))
 
     def turn_off(self) -> None:
         """Stop any running sweep and turn the output off
@@ -342,6 +363,11 @@ class KeysightB2900Channel(ScpiSmuChannel):
     @staticmethod
     def _run_commands() -> list[str]:
         return [":OUTP{ch} ON", ":INIT (@{ch})", "*WAI", ":OUTP{ch} OFF"]
+
+    @staticmethod
+    def _pulse_rest(bias: float) -> list[str]:
+        # The triggered level held the pulse level: the next :INIT would apply it.
+        return [*REST, f":SOUR{{ch}}:VOLT:TRIG {format_number(bias)}"]
 
 
 class KeysightB2900(ScpiInstrument):

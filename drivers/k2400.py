@@ -10,8 +10,11 @@ Readings come back as the elements of ``:FORM:ELEM``; the driver sets it to
 
 A sweep is a list sweep (``:SOUR:VOLT:MODE LIST``, ``:SOUR:LIST:VOLT`` in
 groups of 100, ``:TRIG:COUN N``, ``:SOUR:DEL``) read with one ``:READ?``,
-followed by one message that turns the output off and puts the source back in
-fixed mode. The 2400 has no pulse mode, so a pulse train is emulated by such a
+followed by one message that turns the output off and puts back what the
+sweep changed: fixed source mode, one reading per ``:READ?`` and the
+automatic source delay of reset. Outside its sweeps the driver keeps the
+source delay automatic, so a sweep's settle time never lengthens the readings
+after it. The 2400 has no pulse mode, so a pulse train is emulated by such a
 list sweep (see :meth:`Keithley2400Channel.pulse_train`).
 """
 
@@ -63,8 +66,8 @@ RATINGS: dict[str, ScpiRatings] = {
 MAX_SOURCE_DELAY_S = 999.9999
 
 #: Ends every list sweep: output off, source back to a fixed level, one
-#: reading per ``:READ?`` again.
-_END_OF_LIST = (":OUTP OFF", ":SOUR:VOLT:MODE FIX", ":TRIG:COUN 1")
+#: reading per ``:READ?`` again, and the source delay automatic again.
+_END_OF_LIST = (":OUTP OFF", ":SOUR:VOLT:MODE FIX", ":TRIG:COUN 1", ":SOUR:DEL:AUTO ON")
 
 
 class Keithley2400Channel(ScpiSmuChannel):
@@ -165,7 +168,8 @@ class Keithley2400Channel(ScpiSmuChannel):
             :SOUR:VOLT:MODE LIST;:SOUR:LIST:VOLT v1,...;:SOUR:DEL <settle>;
             :ARM:COUN 1;:TRIG:COUN N;:OUTP ON;:READ?
 
-        then, whatever happened, ``:OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1``.
+        then, whatever happened,
+        ``:OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1;:SOUR:DEL:AUTO ON``.
 
         Parameters
         ----------
@@ -173,7 +177,7 @@ class Keithley2400Channel(ScpiSmuChannel):
             The voltages to source, V (-210 to 210 V, 1 to 2500 levels).
         settle_s : float
             Source delay at each level before measuring, s (0 to 999.9999 s);
-            it stays set as the source delay afterwards.
+            the source delay is automatic again afterwards.
 
         Returns
         -------
@@ -242,8 +246,9 @@ class Keithley2400Channel(ScpiSmuChannel):
     ) -> None:
         """Apply the pulses of :meth:`pulse_train` without reading them back.
 
-        One message, the list run by ``:INIT;*WAI`` and ended as a sweep is:
-        the instrument takes the next command only when the train has ended.
+        One message, the list run by ``:INIT;*WAI`` and ended as a sweep is
+        (the source delay automatic again): the instrument takes the next
+        command only when the train has ended.
         """
         levels, _, width = self._emulated_pulses(level_v, width_s, bias_v, off_s, count)
         commands = [*self._list_commands(levels, width), ":INIT", "*WAI"]

@@ -6,10 +6,17 @@ against the 2450's ratings and never clipped; values are sent in a form that
 round-trips exactly (a 100 nA limit is ``1e-07``).
 
 A sweep is one bus message: the source list (``:SOUR:LIST:VOLT``, appended in
-groups of 100), ``:SOUR:SWE:VOLT:LIST``, ``:INIT``, ``*WAI`` and the buffer
-read ``:TRAC:DATA? 1,N,"defbuffer1",READ``. The 2450 has no pulse mode, so a
-pulse train is emulated by such a list sweep (see
+groups of 100), ``:SOUR:SWE:VOLT:LIST``, ``:INIT``, ``*WAI``, the source
+level put back and the buffer read ``:TRAC:DATA? 1,N,"defbuffer1",READ``. The
+2450 leaves its source at the last level of a sweep; the driver puts back the
+level it found (a pulse train leaves the bias level), so that turning the
+output on again never applies a sweep or pulse level. The 2450 has no pulse
+mode, so a pulse train is emulated by such a list sweep (see
 :meth:`Keithley2450Channel.pulse_train`).
+
+With a fixed current range the current limit must be at least 0.1 % of the
+range; setting either checks it against the other, read from the
+instrument, and raises before sending a pair that breaks the rule.
 
 The instrument must be in SCPI mode (``*LANG SCPI``, then a power cycle).
 """
@@ -56,6 +63,7 @@ RATINGS: dict[str, ScpiRatings] = {
         current_range_a=(1e-8, 1.0),
         nplc=(0.01, 10.0),
         max_list_points=2500,
+        limit_floor_of_range=1e-3,
     ),
 }
 
@@ -92,7 +100,8 @@ class Keithley2450Channel(ScpiSmuChannel):
     current_limit = number_control(
         ":SOUR:VOLT:ILIM",
         """Control the current limit (compliance) of the voltage source in A
-        (float, 1 nA to 1.05 A; 105 mA above 21 V).""",
+        (float, 1 nA to 1.05 A; 105 mA above 21 V; at least 0.1 % of a fixed
+        current range).""",
         "A",
         (1e-9, 1.05),
     )
@@ -115,8 +124,8 @@ class Keithley2450Channel(ScpiSmuChannel):
 
     current_range = number_control(
         ":SENS:CURR:RANG",
-        """Control the current measurement range in A (float, 10 nA to 1 A);
-        with a fixed range the current limit must exceed 0.1 % of it.""",
+        """Control the current measurement range in A (float, 10 nA to 1 A;
+        the current limit must be at least 0.1 % of it).""",
         "A",
         (1e-8, 1.0),
     )
@@ -159,14 +168,16 @@ class Keithley2450Channel(ScpiSmuChannel):
     ) -> npt.NDArray[np.float64]:
         """Source each voltage in turn and measure the current at each.
 
-        One message loads the list, runs it and reads ``defbuffer1`` back::
+        The source level is read first (``:SOUR:VOLT?``); then one message
+        loads the list, runs it, puts the level back and reads ``defbuffer1``::
 
             :SOUR:FUNC VOLT;:SENS:FUNC "CURR";:SOUR:LIST:VOLT v1,...;
             :SOUR:SWE:VOLT:LIST 1,<settle>,1,OFF;:TRAC:CLE "defbuffer1";
-            :OUTP ON;:INIT;*WAI;:OUTP OFF;:TRAC:DATA? 1,N,"defbuffer1",READ
+            :OUTP ON;:INIT;*WAI;:OUTP OFF;:SOUR:VOLT <level before>;
+            :TRAC:DATA? 1,N,"defbuffer1",READ
 
         The sweep runs to its end even where the current limit is reached, and
-        leaves the output off.
+        leaves the output off at the level it found.
 
         Parameters
         ----------
@@ -195,7 +206,7 @@ class Keithley2450Channel(ScpiSmuChannel):
         """
         levels = self._check_levels(levels_v)
         delay = self._point_delay(settle_s, "settle time")
-        return self._sweep(levels, delay)
+        return self._sweep(levels, delay, self.source_voltage)
 
     def pulse_train(
         self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
@@ -207,8 +218,9 @@ class Keithley2450Channel(ScpiSmuChannel):
         (see `nplc`). Each pulse is ``off_s / width_s`` points (to the nearest
         whole number, halves up) at `bias_v` followed by one point at
         `level_v`, so the off time is a whole number of point times. The
-        whole train is one message, as in :meth:`sweep_voltage`, and only the
-        reading at each pulse's end is returned.
+        whole train is one message, as in :meth:`sweep_voltage` but leaving
+        the source at `bias_v` (``:SOUR:VOLT <bias>``) with the output off,
+        and only the reading at each pulse's end is returned.
 
         Parameters
         ----------
@@ -237,30 +249,34 @@ class Keithley2450Channel(ScpiSmuChannel):
         levels, stride, width = self._emulated_pulses(
             level_v, width_s, bias_v, off_s, count
         )
-        return self._sweep(levels, width)[stride - 1 :: stride]
+        return self._sweep(levels, width, bias_v)[stride - 1 :: stride]
 
     def apply_pulses(
         self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
     ) -> None:
         """Apply the pulses of :meth:`pulse_train` without reading them back.
 
-        One message, ending with ``*WAI;:OUTP OFF``: the instrument takes the
-        next command only when the train has ended.
+        One message, ending with ``*WAI;:OUTP OFF;:SOUR:VOLT <bias>``: the
+        instrument takes the next command only when the train has ended.
         """
         levels, _, width = self._emulated_pulses(level_v, width_s, bias_v, off_s, count)
-        self.write(join_commands(self._run_commands(levels, width)))
+        self.write(join_commands(self._run_commands(levels, width, bias_v)))
 
     def turn_off(self) -> None:
         """Stop any running sweep and turn the output off (``:ABOR;:OUTP OFF``)."""
         self.write(":ABOR;:OUTP OFF")
 
-    def _sweep(self, levels: list[float], delay: float) -> npt.NDArray[np.float64]:
+    def _sweep(
+        self, levels: list[float], delay: float, rest_v: float
+    ) -> npt.NDArray[np.float64]:
         count = len(levels)
         read = f":TRAC:DATA? 1,{count},{BUFFER},READ"
-        reply = self.ask(join_commands([*self._run_commands(levels, delay), read]))
-        return self._readings(reply, count)
+        commands = [*self._run_commands(levels, delay, rest_v), read]
+        return self._readings(self.ask(join_commands(commands)), count)
 
-    def _run_commands(self, levels: list[float], delay: float) -> list[str]:
+    def _run_commands(
+        self, levels: list[float], delay: float, rest_v: float
+    ) -> list[str]:
         return [
             ":SOUR:FUNC VOLT",
             ':SENS:FUNC "CURR"',
@@ -272,6 +288,8 @@ class Keithley2450Channel(ScpiSmuChannel):
             ":INIT",
             "*WAI",
             ":OUTP OFF",
+            # The sweep leaves the source at its last level: put the rest back.
+            f":SOUR:VOLT {format_number(rest_v)}",
         ]
 
     def _point_delay(self, value: float, what: str) -> float:

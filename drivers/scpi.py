@@ -47,6 +47,10 @@ OVERFLOW_READING = 9.9e37
 #: carry on the Keithley 2400 and 2450; longer lists are appended in groups.
 LIST_VALUES_PER_COMMAND = 100
 
+#: A measurement range holds readings up to this factor times its nominal value;
+#: a range setting selects the lowest range that holds it.
+RANGE_FULL_SCALE = 1.05
+
 _ERROR_ENTRY = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$', re.DOTALL)
 
 
@@ -332,6 +336,10 @@ class ScpiRatings:
         Smallest and largest integration time, power-line cycles.
     max_list_points : int
         Most points of one source list (sweep or emulated pulse train).
+    limit_floor_of_range : float or None
+        With a fixed current range, the current limit must be at least this
+        part of the range (0.001 on the 2450); None for a model without such
+        a rule.
     """
 
     channels: tuple[str, ...]
@@ -342,6 +350,7 @@ class ScpiRatings:
     current_range_a: tuple[float, float]
     nplc: tuple[float, float]
     max_list_points: int
+    limit_floor_of_range: float | None = None
 
 
 class ScpiSmuChannel(Channel):
@@ -351,6 +360,12 @@ class ScpiSmuChannel(Channel):
     the numeric ones listed in :attr:`LIMITED` get their model's range when
     the channel is made, named after the channel and the SCPI header
     (``"1.6 A is above the 1.05 A limit of smu1.smu :SOUR:VOLT:ILIM"``).
+
+    On a model whose current limit must be a part of a fixed current range
+    (:attr:`ScpiRatings.limit_floor_of_range`), setting the limit first reads
+    whether the range is fixed and which it is, and setting the range first
+    reads the limit; a pair that breaks the rule raises, naming the smallest
+    limit the range allows, and nothing is sent.
     """
 
     #: Numeric properties whose range each channel binds from the ratings.
@@ -373,6 +388,9 @@ class ScpiSmuChannel(Channel):
         self._limits = self._model_limits(parent.ratings)
         for prop, limit in self._limits.items():
             setattr(self, f"{prop}_validator", limit)
+        floor = parent.ratings.limit_floor_of_range
+        if floor is not None:
+            self._bind_limit_floor(floor)
 
     def _model_limits(self, ratings: ScpiRatings) -> dict[str, RangeLimit]:
         volts, amps = ratings.max_voltage_v, ratings.max_current_a
@@ -390,6 +408,59 @@ class ScpiSmuChannel(Channel):
             header = self.insert_id(getattr(type(self), prop).header)
             limits[prop] = strict_range_named(low, high, unit, f"{self.name} {header}")
         return limits
+
+    def _bind_limit_floor(self, floor: float) -> None:
+        """Check the current limit and a fixed current range against each other."""
+        model_limit = self._limits["current_limit"]
+        model_range = self._limits["current_range"]
+        range_header = type(self).current_range.header
+        limit_header = type(self).current_limit.header
+
+        def check_limit(value: Any, values: Any = ()) -> float:
+            limit_a = model_limit(value)
+            reply = self.ask(f"{range_header}:AUTO?;{range_header}?")
+            fields = reply.split(";")
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{self.name}: expected the autorange state and the current "
+                    f"range, got {reply!r}"
+                )
+            if not parse_bool(fields[0]):
+                range_a = parse_number(fields[1])
+                self._check_limit_floor(limit_a, range_a, floor, "the fixed")
+            return limit_a
+
+        def check_range(value: Any, values: Any = ()) -> float:
+            range_a = model_range(value)
+            limit_a = parse_number(self.ask(f"{limit_header}?"))
+            selected_a = self._selected_range_a(range_a)
+            self._check_limit_floor(limit_a, selected_a, floor, "a fixed")
+            return range_a
+
+        self.current_limit_validator = check_limit
+        self.current_range_validator = check_range
+
+    def _check_limit_floor(
+        self, limit_a: float, range_a: float, floor: float, which: str
+    ) -> None:
+        lowest_a = float(f"{floor * range_a:.12g}")  # 1e-07, not 1.0000000000000001e-07
+        if limit_a < lowest_a * (1 - 1e-9):
+            header = self.insert_id(type(self).current_limit.header)
+            raise ValueError(
+                f"{_shown(limit_a)} A is below the {_shown(lowest_a)} A limit of "
+                f"{self.name} {header} for {which} {_shown(range_a)} A current "
+                f"range ({floor:.1%} of it)"
+            )
+
+    def _selected_range_a(self, value_a: float) -> float:
+        """The current range a range setting of `value_a` selects, A."""
+        low, high = self.parent.ratings.current_range_a
+        decades = round(math.log10(high / low))
+        for k in range(decades + 1):
+            range_a = float(f"{low * 10**k:.6g}")
+            if value_a <= range_a * RANGE_FULL_SCALE * (1 + 1e-12):
+                return range_a
+        return high
 
     @property
     def limits(self) -> dict[str, RangeLimit]:
@@ -466,6 +537,12 @@ class ScpiSmuChannel(Channel):
 
     def _readings(self, reply: str, count: int) -> npt.NDArray[np.float64]:
         return parse_readings(reply, count, self.name)
+
+
+def _shown(value: float) -> str:
+    """A value for a message, every digit kept: ``1e-07``, ``1.05``, ``1``."""
+    text = format_number(value)
+    return text.removesuffix(".0")
 
 
 class ScpiInstrument(SCPIMixin, Instrument):

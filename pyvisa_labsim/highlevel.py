@@ -3,9 +3,10 @@
 ``pyvisa.ResourceManager("<bench file>@labsim")`` builds (once per process
 and bench file) the :class:`simulator.bench.Bench` the file describes and
 opens the resources its station names. Everything happens in-process and in
-bench time: a message written charges the bus latency to the bench clock, and
-a read with no reply waiting charges the session's timeout and fails at once
-with ``VI_ERROR_TMO`` instead of waiting in real time.
+bench time: a message written charges the latency of the resource's interface
+(GPIB, USB or LAN, :meth:`simulator.bench.Timing.message_latency_s`) to the
+bench clock, and a read with no reply waiting charges the session's timeout
+and fails at once with ``VI_ERROR_TMO`` instead of waiting in real time.
 """
 
 from __future__ import annotations
@@ -64,15 +65,19 @@ _MAX_COUNT_READ = StatusCode.success_max_count_read
 
 
 class _Session:
-    """One open resource: its instrument, attributes and unread reply bytes."""
+    """One open resource: its instrument, attributes, interface and unread bytes."""
 
-    __slots__ = ("instrument", "attributes", "pending")
+    __slots__ = ("instrument", "attributes", "interface", "pending")
 
     def __init__(
-        self, instrument: SimulatedInstrument, attributes: dict[int, Any]
+        self,
+        instrument: SimulatedInstrument,
+        attributes: dict[int, Any],
+        interface: str,
     ) -> None:
         self.instrument = instrument
         self.attributes = attributes
+        self.interface = interface
         self.pending = bytearray()
 
 
@@ -136,7 +141,10 @@ class LabsimVisaLibrary(VisaLibraryBase):
                 session, StatusCode.error_resource_not_found
             )
         new = VISASession(self._new_id())
-        self._sessions[new] = _Session(instrument, _attributes_of(resource_name))
+        interface = rname.parse_resource_name(resource_name).interface_type
+        self._sessions[new] = _Session(
+            instrument, _attributes_of(resource_name), interface
+        )
         log.debug("opened %s (%s) as session %d", resource_name, instrument.name, new)
         return new, self.handle_return_value(new, _SUCCESS)
 
@@ -156,7 +164,7 @@ class LabsimVisaLibrary(VisaLibraryBase):
             return 0, self.handle_return_value(session, StatusCode.error_invalid_object)
         instrument = opened.instrument
         bench = instrument.bench
-        latency_s = bench.timing.bus_latency_s
+        latency_s = bench.timing.message_latency_s(opened.interface)
         for message in data.decode("latin-1").split("\n"):
             message = message.rstrip("\r")
             if message:

@@ -91,19 +91,30 @@ class Timing:
         Power line frequency of every instrument after reset, Hz; one NPLC
         lasts ``1 / line_frequency_hz``.
     measure_overhead_s : float
-        Time a 2600B spends per reading besides integration, s (unverified).
+        Time an SMU spends per reading besides integration, s (unverified).
     relay_operate_s : float
         Operate (settling) time of a 7174A relay switching phase, s
         (unverified).
     bus_latency_s : float
-        Time one message takes on the bus, charged by the transport, s
-        (unverified; 1 ms is a GPIB figure).
+        Time one message takes over GPIB, and over any interface without a
+        figure of its own, charged by the transport, s (unverified).
+    usb_latency_s : float
+        Time one message takes over USB (a ``USB`` resource), s (unverified).
+    lan_latency_s : float
+        Time one message takes over LAN (a ``TCPIP`` resource), s
+        (unverified).
+    autorange_s : float
+        Time a reading loses each time the measure autorange of a SCPI SMU
+        changes range, s (unverified; 0 unless a bench file sets it).
     """
 
     line_frequency_hz: float = 60.0
     measure_overhead_s: float = 1.0e-4
     relay_operate_s: float = 3.0e-3
     bus_latency_s: float = 1.0e-3
+    usb_latency_s: float = 5.0e-4
+    lan_latency_s: float = 3.0e-4
+    autorange_s: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -117,6 +128,22 @@ class Timing:
             raise ValueError(
                 f"line_frequency_hz: {self.line_frequency_hz} must be 50 or 60"
             )
+
+    def message_latency_s(self, interface: str) -> float:
+        """The time one message takes over an interface, s.
+
+        Parameters
+        ----------
+        interface : str
+            The interface of a VISA resource string, ``"GPIB"``, ``"USB"``,
+            ``"TCPIP"`` (as in ``TCPIP0::...``); any other takes the GPIB
+            figure.
+        """
+        if interface == "USB":
+            return self.usb_latency_s
+        if interface == "TCPIP":
+            return self.lan_latency_s
+        return self.bus_latency_s
 
 
 class SourceState:

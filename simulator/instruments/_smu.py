@@ -10,7 +10,9 @@ An output is a :class:`SmuChannel`: its source state lives on the bench
 (:class:`simulator.bench.SourceState`), its measure settings here. A reading
 charges the integration time (``nplc / line frequency`` plus the bench's
 ``measure_overhead_s``) and is taken at the end of that window, as on the
-simulated 2600B.
+simulated 2600B. Each instrument adds what its manual puts around a reading:
+source and trigger delays, and ``autorange_s`` when the measure autorange
+changes range (:meth:`SimulatedSmu.charge_autorange`).
 """
 
 from __future__ import annotations
@@ -185,13 +187,16 @@ class Ranging:
         """The largest value the present range holds."""
         return self.range * self.headroom
 
-    def follow(self, value: float) -> None:
+    def follow(self, value: float) -> bool:
         """In autorange, go to the lowest range holding `value` (not below the low
-        limit)."""
+        limit); return whether the range changed."""
         if not self.auto:
-            return
+            return False
         top = range_for(value, self.ranges, self.headroom) or self.ranges[-1]
-        self.range = max(top, self.low_limit)
+        chosen = max(top, self.low_limit)
+        changed = chosen != self.range
+        self.range = chosen
+        return changed
 
     def holds(self, value: float) -> bool:
         """Whether `value` is within the present range (always, in autorange)."""
@@ -229,6 +234,7 @@ class SmuChannel:
         self.i_source = Ranging(
             rating.i_source_ranges_a, headroom, rating.i_source_ranges_a[0]
         )
+        self._read_at: tuple[bool, bool, float] | None = None
 
     # Source.
 
@@ -276,6 +282,19 @@ class SmuChannel:
         volts = self.state.volts if volts is None else volts
         return self.state.level_v if volts else self.state.level_a
 
+    @property
+    def settled(self) -> bool:
+        """Whether the output, function and level are those of the last reading.
+
+        A source that changed since then settles for its source delay before
+        the next reading; an unchanged one does not.
+        """
+        return self._source_now() == self._read_at
+
+    def _source_now(self) -> tuple[bool, bool, float]:
+        state = self.state
+        return state.output, state.volts, state.level
+
     # Measurement.
 
     def reading_time_s(self, nplc: float) -> float:
@@ -292,6 +311,7 @@ class SmuChannel:
     def read_now(self) -> Sample:
         """A reading of the present state, without charging time."""
         voltage_v, current_a, limited = self.bench.measure(self.key)
+        self._read_at = self._source_now()
         return Sample(voltage_v, current_a, limited, self.bench.now_s)
 
     @property
@@ -350,6 +370,11 @@ class SimulatedSmu(ScpiInstrument):
         """Let bench time pass (a delay of the instrument)."""
         if seconds > 0:
             self.bench.advance(seconds)
+
+    def charge_autorange(self, changed: bool) -> None:
+        """Charge the bench's ``autorange_s`` when autorange changed a range."""
+        if changed:
+            self.wait_s(self.bench.timing.autorange_s)
 
     @property
     def elapsed_s(self) -> float:

@@ -11,7 +11,9 @@ the transient delay, and the acquisition (one reading, taken at the end of the
 measurement aperture) after the acquire delay; the next trigger comes when
 both have ended (``AINT``) or after the trigger timer (``TIM``). Channels
 started together run side by side on the bench. With ``:OUTP:ON:AUTO`` on
-(the default) ``:INIT`` turns an output that is off on.
+(the default) ``:INIT`` turns an output that is off on. An acquisition whose
+measure autorange changes range delays the rest of its channel's run by the
+bench's ``autorange_s``.
 
 ``docs/simulator.md`` lists what is simulated and what is not.
 """
@@ -220,6 +222,7 @@ class B2900Channel(SmuChannel):
         self.trigger = {"TRAN": Layer(), "ACQ": Layer()}
         self.arm = {"TRAN": Layer(), "ACQ": Layer()}
         self.results = []
+        self.autoranged = False
 
     # Source.
 
@@ -270,7 +273,11 @@ class B2900Channel(SmuChannel):
         self.aperture_auto = False
 
     def result(self) -> Result:
-        """One acquisition of the bench's present state, coded as the elements."""
+        """One acquisition of the bench's present state, coded as the elements.
+
+        :attr:`autoranged` tells whether it changed a measure range.
+        """
+        self.autoranged = False
         sample = self.read_now()
         volts = self.volts
         status = 0
@@ -298,7 +305,8 @@ class B2900Channel(SmuChannel):
         if function not in self.functions:
             return NOT_MEASURED
         ranging = self.ranging[function]
-        ranging.follow(value)
+        if ranging.follow(value):
+            self.autoranged = True
         return value if ranging.holds(value) else OVERFLOW
 
 
@@ -851,6 +859,21 @@ class B2900(SimulatedSmu):
                 channel.set_source(**{key: value})
             elif action == "measure":
                 channel.results.append(channel.result())
+                if channel.autoranged:
+                    self._delay_channel(events, number)
+
+    def _delay_channel(
+        self, events: list[tuple[float, int, int, str, float]], number: int
+    ) -> None:
+        """Move the rest of one channel's run later by the autorange time."""
+        lost_s = self.bench.timing.autorange_s
+        if lost_s == 0:
+            return
+        events[:] = [
+            (_tick(event[0] + lost_s), *event[1:]) if event[2] == number else event
+            for event in events
+        ]
+        heapq.heapify(events)
 
     def _finish(
         self, channel: B2900Channel, actions: tuple[str, ...], base: float
@@ -876,6 +899,8 @@ class B2900(SimulatedSmu):
         self.wait_s(longest_s + self.bench.timing.measure_overhead_s)
         for channel in chosen:
             channel.results = [channel.result()]
+        self.charge_autorange(any(channel.autoranged for channel in chosen))
+        for channel in chosen:
             if channel.off_auto:
                 channel.set_source(output=False)
         return self._values(chosen, element, array=False)

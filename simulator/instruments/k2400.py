@@ -9,6 +9,9 @@ status word carries the compliance, function and terminal bits.
 ``:INIT`` and ``:READ?`` run the trigger model: arm count times trigger
 count points, each the trigger delay, the source step (fixed, sweep or list
 mode), the source delay and the measurement, all charged to the bench clock.
+In fixed mode the source delay is left out while the source stays as it was
+at the last reading and the output stays on (``:SOUR:CLE:AUTO OFF``), as the
+manual's timing of a static source has it.
 Readings go to the ``:TRAC`` buffer while its feed control is ``NEXT``; a full
 buffer sets bit 9 of the measurement event register, which shows in
 ``*STB?`` after ``:STAT:MEAS:ENAB 512`` (and as MSS after ``*SRE 1``).
@@ -856,7 +859,8 @@ class K2400(SimulatedSmu):
                     self.wait_s(self.trigger_delay_s)
                     if levels is not None:
                         smu.set_source(**{key: levels[point % len(levels)]})
-                    self.wait_s(delay_s)
+                    if levels is not None or self.auto_clear or not smu.settled:
+                        self.wait_s(delay_s)
                     reading = self._take()
                     readings.append(reading)
                     self._store(reading)
@@ -903,7 +907,7 @@ class K2400(SimulatedSmu):
     def _element(self, function: str, value: float, volts: bool) -> float:
         if function in self.sense_on:
             ranging = self.ranging[function]
-            ranging.follow(value)
+            self.charge_autorange(ranging.follow(value))
             return value if ranging.holds(value) else OVERFLOW
         if self.smu.volts == volts:
             return self.smu.level(volts)

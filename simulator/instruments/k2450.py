@@ -6,7 +6,9 @@ the function ``:SENS:FUNC`` names. Readings go to reading buffers
 with the buffer elements asked for (``READ``, ``SOUR``, ``REL``, ...).
 Sweeps (``:SOUR:SWE:<function>:LIN``, ``:LIN:STEP``, ``:LIST``, ``:LOG``)
 and ``:TRIG:LOAD "SimpleLoop"`` build the trigger model that ``:INIT`` runs,
-charging every source delay and integration to the bench clock.
+charging every source delay and integration to the bench clock. Outside a
+sweep, a reading after the source changed (level, function or output) waits
+the source delay first.
 
 ``docs/simulator.md`` lists what is simulated and what is not.
 """
@@ -757,7 +759,7 @@ class K2450(SimulatedSmu):
 
     def _set_current_limit(self, limit_a: float) -> None:
         current = self.functions["CURR:DC"].ranging
-        if not current.auto and limit_a < MIN_LIMIT_OF_RANGE * current.range:
+        if not current.auto and limit_a < _limit_floor_a(current.range):
             raise ScpiError(
                 SETTINGS_CONFLICT,
                 f"a {limit_a:g} A limit is below 0.1 % of the "
@@ -771,7 +773,7 @@ class K2450(SimulatedSmu):
             before = (ranging.range, ranging.auto)
             ranging.select(value, f"{self.smu.key} current range")
             limit_a = self.smu.state.limit_a
-            if limit_a < MIN_LIMIT_OF_RANGE * ranging.range:
+            if limit_a < _limit_floor_a(ranging.range):
                 ranging.range, ranging.auto = before
                 raise ScpiError(
                     SETTINGS_CONFLICT,
@@ -787,6 +789,13 @@ class K2450(SimulatedSmu):
     def source_delay_s(self, volts: bool) -> float:
         """The source delay charged after each level change, s (auto counts as 0)."""
         return 0.0 if self.delay_auto[volts] else self.delay_s[volts]
+
+    def _settle_source(self) -> None:
+        """Wait the source delay before a reading if the source changed since the
+        last one (outside sweeps, whose every point waits it)."""
+        smu = self.smu
+        if smu.output and not smu.settled:
+            self.wait_s(self.source_delay_s(smu.volts))
 
     def _load_list(self, volts: bool, values: tuple[float, ...], append: bool) -> None:
         self.source_list[volts] = extend_list(
@@ -897,6 +906,7 @@ class K2450(SimulatedSmu):
         if isinstance(model, LoopModel):
             for _ in range(model.count):
                 self.wait_s(model.delay_s)
+                self._settle_source()
                 buffer.append(self._take())
             return
         self._run_sweep(model, buffer)
@@ -937,7 +947,7 @@ class K2450(SimulatedSmu):
         if function.filter_on and function.filter_control == "MOV":
             function.window.append(value)
             value = sum(function.window) / len(function.window)
-        function.ranging.follow(value)
+        self.charge_autorange(function.ranging.follow(value))
         status = STATUS_REAR_TERMINALS if self.terminals == "REAR" else 0
         if not function.ranging.holds(value):
             value = OVERFLOW
@@ -985,6 +995,7 @@ class K2450(SimulatedSmu):
         store = self._buffer(buffer)
         entries = []
         for _ in range(self.count):
+            self._settle_source()
             entry = self._take()
             store.append(entry)
             entries.append(entry)
@@ -1006,6 +1017,7 @@ class K2450(SimulatedSmu):
 
     def _trace_trigger(self, buffer: str) -> None:
         store = self._buffer(buffer)
+        self._settle_source()
         store.append(self._take())
 
     def _trace_data(
@@ -1122,6 +1134,14 @@ class K2450(SimulatedSmu):
         self.precision = digits
         decimals = 6 if digits == 0 else max(digits - 1, 0)
         self.number_format = nr3_formatter(decimals, plus_sign=False)
+
+
+def _limit_floor_a(range_a: float) -> float:
+    """The lowest current limit a fixed current range takes, A.
+
+    0.1 % of 100 uA is 1e-07 A, although the product rounds just above it.
+    """
+    return MIN_LIMIT_OF_RANGE * range_a * (1 - 1e-9)
 
 
 def _time_of_day(time_s: float) -> str:

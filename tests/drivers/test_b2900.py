@@ -36,6 +36,20 @@ def sweep_message(values, settle, count, number):
     )
 
 
+def rest(number, bias=None):
+    """What a sweep (or, with its bias, a pulse train) puts back at its end."""
+    message = fill(
+        ":SOUR{ch}:FUNC:SHAP DC;:SOUR{ch}:VOLT:MODE FIX;:TRIG{ch}:COUN 1;"
+        ":TRIG{ch}:ACQ:DEL 0",
+        number,
+    )
+    return message if bias is None else f"{message};:SOUR{number}:VOLT:TRIG {bias}"
+
+
+def sweep_pairs(values, settle, count, number, reply):
+    return [(sweep_message(values, settle, count, number), reply), (rest(number), None)]
+
+
 def pulse_commands(bias, level, off, width, count, acquire, number):
     return fill(
         ':SOUR{ch}:FUNC:MODE VOLT;:SENS{ch}:FUNC "CURR";:SOUR{ch}:FUNC:SHAP PULS;'
@@ -277,9 +291,9 @@ def test_overflow_reading_is_nan_with_a_warning(reply, caplog):
 
 @pytest.mark.parametrize("channel, number", CHANNELS, ids=CHANNEL_IDS)
 def test_sweep_voltage_is_one_message(channel, number):
-    message = sweep_message("0.1,0.2,-1e-07,1.23456789", "0.001", 4, number)
     reply = "+1.000000E-06,+2.000000E-06,-1.000000E-12,+1.234570E-05"
-    with b2900([(message, reply)]) as inst:
+    pairs = sweep_pairs("0.1,0.2,-1e-07,1.23456789", "0.001", 4, number, reply)
+    with b2900(pairs) as inst:
         currents = getattr(inst, channel).sweep_voltage(
             [0.1, 0.2, -1e-7, 1.23456789], 0.001
         )
@@ -290,14 +304,14 @@ def test_sweep_voltage_is_one_message(channel, number):
 def test_a_full_list_is_one_command():
     levels = [0.001 * i for i in range(2500)]
     values = ",".join(repr(v) for v in levels)
-    message = sweep_message(values, "0.0", 2500, "1")
-    with b2900([(message, ",".join(["+1.0E-09"] * 2500))]) as inst:
+    pairs = sweep_pairs(values, "0.0", 2500, "1", ",".join(["+1.0E-09"] * 2500))
+    with b2900(pairs) as inst:
         assert inst.ch1.sweep_voltage(levels, 0).shape == (2500,)
 
 
 def test_sweep_overflow_points_are_nan_with_a_warning(caplog):
-    message = sweep_message("1.0,2.0", "0.0", 2, "1")
-    with b2900([(message, "+1.0E-03,+9.910000E+37")]) as inst:
+    pairs = sweep_pairs("1.0,2.0", "0.0", 2, "1", "+1.0E-03,+9.910000E+37")
+    with b2900(pairs) as inst:
         with caplog.at_level(logging.WARNING, logger="drivers.scpi"):
             currents = inst.ch1.sweep_voltage([1.0, 2.0], 0)
     assert currents[0] == 1e-3
@@ -307,8 +321,7 @@ def test_sweep_overflow_points_are_nan_with_a_warning(caplog):
 
 @pytest.mark.parametrize("reply, got", [("+1.0E-06", 1), ("1.0,2.0,3.0", 3)])
 def test_sweep_with_another_count_of_readings_raises(reply, got):
-    message = sweep_message("0.1,0.2", "0.0", 2, "1")
-    with b2900([(message, reply)]) as inst:
+    with b2900(sweep_pairs("0.1,0.2", "0.0", 2, "1", reply)) as inst:
         with pytest.raises(ValueError, match=f"expected 2 readings, got {got}"):
             inst.ch1.sweep_voltage([0.1, 0.2], 0)
 
@@ -339,7 +352,7 @@ def test_pulse_train_measures_at_each_pulse_end(channel, number):
     pairs = [
         (f":SENS{number}:CURR:APER?", "+1.000000E-04"),
         (f"{commands};:FETC:ARR:CURR? (@{number})", "+1.0E-04,+1.1E-04,+1.2E-04"),
-        (f":SOUR{number}:FUNC:SHAP DC", None),
+        (rest(number, "0.0"), None),
     ]
     with b2900(pairs) as inst:
         currents = getattr(inst, channel).pulse_train(
@@ -354,7 +367,7 @@ def test_pulse_train_with_a_short_reply_raises_after_going_back_to_dc():
     pairs = [
         (":SENS1:CURR:APER?", "+5.000000E-05"),
         (f"{commands};:FETC:ARR:CURR? (@1)", "+1.0E-04"),
-        (":SOUR1:FUNC:SHAP DC", None),
+        (rest("1", "-0.2"), None),
     ]
     with b2900(pairs) as inst:
         with pytest.raises(ValueError, match="expected 2 readings, got 1"):
@@ -381,8 +394,29 @@ def test_pulse_train_goes_back_to_dc_even_when_the_read_fails():
     inst = KeysightB2900(adapter, name="smu3")
     with pytest.raises(TimeoutError):
         inst.ch2.pulse_train(1.0, 1e-3, 0.0, 1e-3, 1)
-    assert adapter.sent[-1] == ":SOUR2:FUNC:SHAP DC"
+    assert adapter.sent[-1] == rest("2", "0.0")
     assert len(adapter.sent) == 3
+
+
+class FailingReadAdapter:
+    """Records writes; every read times out."""
+
+    def __init__(self):
+        self.sent = []
+
+    def write(self, message):
+        self.sent.append(message)
+
+    def read(self):
+        raise TimeoutError("no reply")
+
+
+def test_a_sweep_puts_the_list_mode_back_even_when_the_read_fails():
+    adapter = FailingReadAdapter()
+    inst = KeysightB2900(adapter, name="smu3")
+    with pytest.raises(TimeoutError):
+        inst.ch1.sweep_voltage([0.1, 0.2], 0.01)
+    assert adapter.sent == [sweep_message("0.1,0.2", "0.01", 2, "1"), rest("1")]
 
 
 def test_an_aperture_longer_than_the_pulse_raises_before_pulsing():
@@ -394,7 +428,7 @@ def test_an_aperture_longer_than_the_pulse_raises_before_pulsing():
 @pytest.mark.parametrize("channel, number", CHANNELS, ids=CHANNEL_IDS)
 def test_applied_pulses_are_one_message_without_a_read(channel, number):
     commands = pulse_commands("0.0", "1.2", "0.0001", "5e-05", 4, "0.0001", number)
-    message = f"{commands};:SOUR{number}:FUNC:SHAP DC"
+    message = f"{commands};{rest(number, '0.0')}"
     with b2900([(message, None)]) as inst:
         getattr(inst, channel).apply_pulses(1.2, 5e-5, 0.0, 1e-4, 4)
 

@@ -16,7 +16,7 @@ IDN = (
 )
 
 HEAD = ':SOUR:FUNC VOLT;:SENS:FUNC "CURR";:FORM:ELEM CURR;:SOUR:VOLT:MODE LIST'
-END = ":OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1"
+END = ":OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1;:SOUR:DEL:AUTO ON"
 
 
 def smu(pairs):
@@ -360,6 +360,40 @@ def test_applied_pulses_are_one_message_without_a_read():
     message = f"{list_setup('0.0,1.2,0.0,1.2', '1e-05', 4)};:INIT;*WAI;{END}"
     with smu([(message, None)]) as inst:
         inst.smu.apply_pulses(1.2, 1e-5, 0.0, 1e-5, 2)
+
+
+# what a sweep or a pulse train changes is put back
+
+
+def test_a_pulse_train_puts_the_source_delay_back_to_automatic():
+    # The pulse width is the source delay of every list point; afterwards the
+    # 2400 must not wait it before each reading.
+    setup = list_setup("0.0,1.5,0.0,1.5", "0.002", 4)
+    pairs = [
+        (f"{setup};:READ?", "0,+1.0E-05,0,+2.0E-05"),
+        (":OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1;:SOUR:DEL:AUTO ON", None),
+    ]
+    with smu(pairs) as inst:
+        inst.smu.pulse_train(1.5, 2e-3, 0.0, 2e-3, 2)
+
+
+def test_applied_pulses_put_the_source_delay_back_to_automatic():
+    setup = list_setup("0.0,1.5", "0.002", 2)
+    message = (
+        f"{setup};:INIT;*WAI;"
+        ":OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1;:SOUR:DEL:AUTO ON"
+    )
+    with smu([(message, None)]) as inst:
+        inst.smu.apply_pulses(1.5, 2e-3, 0.0, 2e-3, 1)
+
+
+def test_a_sweep_puts_the_source_delay_back_to_automatic():
+    pairs = [
+        (f"{list_setup('0.1,0.2', '0.05', 2)};:READ?", "+1.0E-06,+2.0E-06"),
+        (":OUTP OFF;:SOUR:VOLT:MODE FIX;:TRIG:COUN 1;:SOUR:DEL:AUTO ON", None),
+    ]
+    with smu(pairs) as inst:
+        inst.smu.sweep_voltage([0.1, 0.2], 0.05)
 
 
 @pytest.mark.parametrize(

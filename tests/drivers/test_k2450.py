@@ -16,19 +16,27 @@ IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,04365704,1.6.4c"
 
 RUN = (
     ':SOUR:SWE:VOLT:LIST 1,{delay},1,OFF;:TRAC:CLE "defbuffer1";'
-    ":OUTP ON;:INIT;*WAI;:OUTP OFF"
+    ":OUTP ON;:INIT;*WAI;:OUTP OFF;:SOUR:VOLT {rest}"
 )
 HEAD = ':SOUR:FUNC VOLT;:SENS:FUNC "CURR"'
+#: The limit check's query of the current range: autorange on, 100 uA.
+AUTORANGE = (":SENS:CURR:RANG:AUTO?;:SENS:CURR:RANG?", "1;1.000000E-04")
 
 
 def smu(pairs):
     return expected_protocol(Keithley2450, pairs, name="smu1")
 
 
-def sweep_message(values, delay, count):
-    run = RUN.format(delay=delay)
+def sweep_message(values, delay, count, rest="0.0"):
+    run = RUN.format(delay=delay, rest=rest)
     read = f':TRAC:DATA? 1,{count},"defbuffer1",READ'
     return f"{HEAD};:SOUR:LIST:VOLT {values};{run};{read}"
+
+
+def sweep_pairs(values, delay, count, reply, level="0.000000E+00"):
+    """A sweep: the source level read first, the sweep putting it back."""
+    rest = repr(float(level))
+    return [(":SOUR:VOLT?", level), (sweep_message(values, delay, count, rest), reply)]
 
 
 # properties: get
@@ -89,15 +97,10 @@ SETS = [
     ("source_voltage", 1e-7, ":SOUR:VOLT 1e-07"),
     ("source_current", 1e-7, ":SOUR:CURR 1e-07"),
     ("source_current", -1.05, ":SOUR:CURR -1.05"),
-    ("current_limit", 1e-7, ":SOUR:VOLT:ILIM 1e-07"),
-    ("current_limit", 1e-9, ":SOUR:VOLT:ILIM 1e-09"),
-    ("current_limit", 1.05, ":SOUR:VOLT:ILIM 1.05"),
     ("voltage_limit", 0.02, ":SOUR:CURR:VLIM 0.02"),
     ("voltage_limit", 210, ":SOUR:CURR:VLIM 210.0"),
     ("nplc", 0.01, ":SENS:CURR:NPLC 0.01"),
     ("nplc", 10, ":SENS:CURR:NPLC 10.0"),
-    ("current_range", 1e-8, ":SENS:CURR:RANG 1e-08"),
-    ("current_range", 1, ":SENS:CURR:RANG 1.0"),
     ("current_autorange", True, ":SENS:CURR:RANG:AUTO ON"),
     ("current_autorange", False, ":SENS:CURR:RANG:AUTO OFF"),
     ("four_wire", True, ":SENS:CURR:RSEN ON"),
@@ -111,6 +114,24 @@ SETS = [
 def test_set(prop, value, command):
     with smu([(command, None)]) as inst:
         setattr(inst.smu, prop, value)
+
+
+@pytest.mark.parametrize(
+    "value, command",
+    [(1e-7, ":SOUR:VOLT:ILIM 1e-07"), (1e-9, ":SOUR:VOLT:ILIM 1e-09"),
+     (1.05, ":SOUR:VOLT:ILIM 1.05")],
+)  # fmt: skip
+def test_set_current_limit_reads_the_range_first(value, command):
+    with smu([AUTORANGE, (command, None)]) as inst:
+        inst.smu.current_limit = value
+
+
+@pytest.mark.parametrize(
+    "value, command", [(1e-8, ":SENS:CURR:RANG 1e-08"), (1, ":SENS:CURR:RANG 1.0")]
+)
+def test_set_current_range_reads_the_limit_first(value, command):
+    with smu([(":SOUR:VOLT:ILIM?", "1.050000E-03"), (command, None)]) as inst:
+        inst.smu.current_range = value
 
 
 def test_compliance_cannot_be_set():
@@ -273,18 +294,18 @@ def test_reading_that_is_not_a_number_raises():
 # sweeps
 
 
-def test_sweep_voltage_is_one_message():
-    message = sweep_message("0.1,0.2,-1e-07,1.23456789", "0.001", 4)
+def test_sweep_voltage_is_one_message_after_reading_the_level():
     reply = "1.000000E-06,2.000000E-06,-1.000000E-12,1.234570E-05"
-    with smu([(message, reply)]) as inst:
+    pairs = sweep_pairs("0.1,0.2,-1e-07,1.23456789", "0.001", 4, reply)
+    with smu(pairs) as inst:
         currents = inst.smu.sweep_voltage([0.1, 0.2, -1e-7, 1.23456789], 0.001)
         np.testing.assert_array_equal(currents, [1e-6, 2e-6, -1e-12, 1.23457e-05])
         assert currents.dtype == np.float64
 
 
 def test_sweep_without_delay_takes_a_numpy_array():
-    message = sweep_message("0.5,-0.5", "0.0", 2)
-    with smu([(message, "1.0E-06,-1.0E-06")]) as inst:
+    pairs = sweep_pairs("0.5,-0.5", "0.0", 2, "1.0E-06,-1.0E-06")
+    with smu(pairs) as inst:
         currents = inst.smu.sweep_voltage(np.array([0.5, -0.5]), 0)
         np.testing.assert_array_equal(currents, [1e-6, -1e-6])
 
@@ -295,17 +316,17 @@ def test_long_sweep_appends_the_list_in_groups_of_100():
     lists = [",".join(repr(v) for v in group) for group in groups]
     message = (
         f"{HEAD};:SOUR:LIST:VOLT {lists[0]};:SOUR:LIST:VOLT:APP {lists[1]};"
-        f":SOUR:LIST:VOLT:APP {lists[2]};{RUN.format(delay='0.01')};"
+        f":SOUR:LIST:VOLT:APP {lists[2]};{RUN.format(delay='0.01', rest='0.0')};"
         ':TRAC:DATA? 1,250,"defbuffer1",READ'
     )
     reply = ",".join(["1.0E-09"] * 250)
-    with smu([(message, reply)]) as inst:
+    with smu([(":SOUR:VOLT?", "0.000000E+00"), (message, reply)]) as inst:
         assert inst.smu.sweep_voltage(levels, 0.01).shape == (250,)
 
 
 def test_sweep_overflow_points_are_nan_with_a_warning(caplog):
-    message = sweep_message("1.0,2.0,3.0", "0.001", 3)
-    with smu([(message, "1.0E-03,+9.9E37,-9.9e37")]) as inst:
+    pairs = sweep_pairs("1.0,2.0,3.0", "0.001", 3, "1.0E-03,+9.9E37,-9.9e37")
+    with smu(pairs) as inst:
         with caplog.at_level(logging.WARNING, logger="drivers.scpi"):
             currents = inst.smu.sweep_voltage([1.0, 2.0, 3.0], 0.001)
     assert currents[0] == 1e-3
@@ -315,8 +336,7 @@ def test_sweep_overflow_points_are_nan_with_a_warning(caplog):
 
 @pytest.mark.parametrize("reply, got", [("1.0E-06", 1), ("1.0,2.0,3.0", 3)])
 def test_sweep_with_another_count_of_readings_raises(reply, got):
-    message = sweep_message("0.1,0.2", "0.0", 2)
-    with smu([(message, reply)]) as inst:
+    with smu(sweep_pairs("0.1,0.2", "0.0", 2, reply)) as inst:
         with pytest.raises(ValueError, match=f"expected 2 readings, got {got}"):
             inst.smu.sweep_voltage([0.1, 0.2], 0)
 
@@ -367,7 +387,7 @@ def test_pulse_train_is_one_list_sweep_read_at_each_pulse_end():
 )
 def test_pulse_off_time_is_a_whole_number_of_points(off_s, points):
     count = len(points.split(","))
-    message = sweep_message(points, "0.001", count)
+    message = sweep_message(points, "0.001", count, rest="-0.1")
     reply = ",".join(f"{i}.0E-06" for i in range(1, count + 1))
     with smu([(message, reply)]) as inst:
         currents = inst.smu.pulse_train(1.2, 1e-3, -0.1, off_s, 2)
@@ -375,9 +395,88 @@ def test_pulse_off_time_is_a_whole_number_of_points(off_s, points):
 
 
 def test_applied_pulses_are_written_without_a_read():
-    message = f"{HEAD};:SOUR:LIST:VOLT 0.0,1.2,0.0,1.2;{RUN.format(delay='0.0001')}"
+    run = RUN.format(delay="0.0001", rest="0.0")
+    message = f"{HEAD};:SOUR:LIST:VOLT 0.0,1.2,0.0,1.2;{run}"
     with smu([(message, None)]) as inst:
         inst.smu.apply_pulses(1.2, 1e-4, 0.0, 1e-4, 2)
+
+
+# what a sweep or a pulse train changes is put back
+
+
+def test_a_sweep_puts_back_the_level_it_found():
+    # The 2450 ends a sweep at its last level; the output must not come on
+    # there later.
+    message = sweep_message("0.1,0.8", "0.0", 2, rest="0.25")
+    pairs = [(":SOUR:VOLT?", "2.500000E-01"), (message, "1.0E-06,8.0E-06")]
+    with smu(pairs) as inst:
+        inst.smu.sweep_voltage([0.1, 0.8], 0.0)
+
+
+@pytest.mark.parametrize("method", ["pulse_train", "apply_pulses"])
+def test_pulses_leave_the_bias_level_not_the_pulse_level(method):
+    message = sweep_message("0.05,1.5", "0.001", 2, rest="0.05")
+    if method == "apply_pulses":
+        message = message.rsplit(";", 1)[0]
+    reply = "1.0E-07,1.0E-04" if method == "pulse_train" else None
+    with smu([(message, reply)]) as inst:
+        getattr(inst.smu, method)(1.5, 1e-3, 0.05, 1e-3, 1)
+
+
+# the current limit and a fixed current range
+
+
+def test_a_limit_below_a_tenth_of_a_percent_of_the_fixed_range_raises():
+    pairs = [(":SENS:CURR:RANG:AUTO?;:SENS:CURR:RANG?", "0;1.000000E-03")]
+    with smu(pairs) as inst:
+        with pytest.raises(ValueError) as error:
+            inst.smu.current_limit = 5e-7
+    assert str(error.value) == (
+        "5e-07 A is below the 1e-06 A limit of smu1.smu :SOUR:VOLT:ILIM "
+        "for the fixed 0.001 A current range (0.1% of it)"
+    )
+
+
+@pytest.mark.parametrize(
+    "state, limit, command",
+    [("0;1.000000E-03", 1e-6, ":SOUR:VOLT:ILIM 1e-06"),
+     ("0;1.000000E-04", 1e-7, ":SOUR:VOLT:ILIM 1e-07"),
+     ("1;1.000000E+00", 1e-9, ":SOUR:VOLT:ILIM 1e-09")],
+)  # fmt: skip
+def test_a_limit_of_a_tenth_of_a_percent_or_under_autorange_is_sent(
+    state, limit, command
+):
+    pairs = [(":SENS:CURR:RANG:AUTO?;:SENS:CURR:RANG?", state), (command, None)]
+    with smu(pairs) as inst:
+        inst.smu.current_limit = limit
+
+
+@pytest.mark.parametrize(
+    "value, selected, lowest",
+    [(1.0, "1", "0.001"), (0.2, "1", "0.001"), (1.1e-3, "0.01", "1e-05")],
+)
+def test_a_range_the_present_limit_is_too_low_for_raises(value, selected, lowest):
+    with smu([(":SOUR:VOLT:ILIM?", "1.050000E-06")]) as inst:
+        with pytest.raises(ValueError) as error:
+            inst.smu.current_range = value
+    assert str(error.value) == (
+        f"1.05e-06 A is below the {lowest} A limit of smu1.smu :SOUR:VOLT:ILIM "
+        f"for a fixed {selected} A current range (0.1% of it)"
+    )
+
+
+def test_a_range_within_its_headroom_keeps_the_lower_range():
+    # 1.02 mA is held by the 1 mA range (up to 105 %): a 1 uA limit is enough.
+    pairs = [(":SOUR:VOLT:ILIM?", "1.000000E-06"), (":SENS:CURR:RANG 0.00102", None)]
+    with smu(pairs) as inst:
+        inst.smu.current_range = 1.02e-3
+
+
+def test_an_unreadable_range_state_raises():
+    pairs = [(":SENS:CURR:RANG:AUTO?;:SENS:CURR:RANG?", "1.000000E-04")]
+    with smu(pairs) as inst:
+        with pytest.raises(ValueError, match="autorange state and the current range"):
+            inst.smu.current_limit = 1e-3
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,35 @@ def test_applied_pulses_switch_the_cells_without_a_reply(
     assert driver.check_errors() == []
 
 
+#: Settings a sweep or a pulse train changes for itself, by model.
+PUT_BACK = {
+    "2450": (":SOUR:VOLT?",),
+    "2400": (":SOUR:DEL:AUTO?", ":SOUR:VOLT:MODE?", ":TRIG:COUN?", ":SOUR:VOLT?"),
+    "B2902A": (
+        ":SOUR{ch}:FUNC:SHAP?",
+        ":SOUR{ch}:VOLT:MODE?",
+        ":TRIG{ch}:COUN?",
+        ":TRIG{ch}:ACQ:DEL?",
+        ":SOUR{ch}:VOLT:TRIG?",
+        ":SOUR{ch}:VOLT?",
+    ),
+}
+
+
+def test_sweeps_and_pulses_put_back_what_they_change(channel, case, row_load):
+    channel.current_limit = 1e-2
+    channel.nplc = 0.01
+    channel.source_voltage = 0.1
+    query = ";".join(PUT_BACK[case.model])
+    before = channel.ask(query)
+    channel.sweep_voltage([0.05, 0.2], 0.002)
+    assert channel.ask(query) == before
+    channel.pulse_train(0.3, 1e-3, 0.1, 1e-3, 2)
+    assert channel.ask(query) == before
+    channel.apply_pulses(0.3, 1e-3, 0.1, 1e-3, 2)
+    assert channel.ask(query) == before
+
+
 def test_shutdown_turns_every_output_off(driver, channel, bench):
     channel.current_limit = 1e-3
     channel.output_enabled = True
@@ -256,17 +285,22 @@ def test_the_2400_refuses_a_reading_with_the_output_off(k2400):
     assert [e.code for e in driver.check_errors()] == [803]
 
 
-def test_the_2450_refuses_a_limit_below_a_tenth_of_a_percent_of_a_fixed_range():
+def test_the_2450_limit_below_a_tenth_of_a_percent_of_a_fixed_range_is_not_sent():
     case = CASES[0]
     forget(case.path)
     driver = open_driver(case, f"{case.path}@labsim")
     try:
-        driver.smu.current_range = 1.0  # the default 105 uA limit is below 1 mA
-        assert [e.code for e in driver.check_errors()] == [-221]
+        with pytest.raises(ValueError, match="below the 0.001 A limit"):
+            driver.smu.current_range = 1.0  # the default 105 uA limit is too low
         assert driver.smu.current_autorange is True
         driver.smu.current_limit = 2e-3
         driver.smu.current_range = 1.0
         assert driver.smu.current_range == 1.0
+        with pytest.raises(ValueError, match="1e-06 A is below the 0.001 A limit"):
+            driver.smu.current_limit = 1e-6
+        assert driver.smu.current_limit == 2e-3
+        driver.smu.current_autorange = True
+        driver.smu.current_limit = 1e-6
         assert driver.check_errors() == []
     finally:
         driver.adapter.close()
