@@ -35,7 +35,7 @@ def format_number(x: float) -> str:
     TypeError
         If `x` is not a real number.
     """
-    value = _as_float(x, "value")
+    value = x if type(x) is float else _as_float(x, "value")
     if not math.isfinite(value):
         raise ValueError(f"{value} cannot be sent to an instrument: not finite")
     return repr(value)
@@ -75,7 +75,9 @@ class RangeLimit:
         TypeError
             If `value` is not a real number.
         """
-        number = _as_float(value, self._owner())
+        number = value if type(value) is float else _as_float(value, self._owner())
+        if self.low <= number <= self.high and math.isfinite(number):
+            return number  # the common case, checked first: validators run per point
         if not math.isfinite(number):
             raise ValueError(f"{number} {self.unit} is not a finite value{self._of()}")
         if number > self.high:

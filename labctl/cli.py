@@ -365,7 +365,8 @@ def sim_serve(
 def demo(
     station: StationOpt = DEFAULT_STATION,
     db: DbOpt = None,
-    sentences: Annotated[int, typer.Option(help="Sentences to run (0: all).")] = 0,
+    sentences: Annotated[int, typer.Option(
+        help="Sentences to run, the first of the model extract (0: all 16).")] = 12,
 ) -> None:
     """The main job on the simulated bench, end to end, with a summary."""
     from labctl import runner

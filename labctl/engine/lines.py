@@ -34,11 +34,8 @@ class ArrayLines:
         self.buses = sorted(rig.station.wiring.buses)
         self._code = {bus: k for k, bus in enumerate(self.buses)}
         pins = self.row_pins + self.col_pins
-        # _xp[line, code]: the crosspoint joining that line to that bus
-        self._xp = np.array(
-            [[rig.crosspoint(pin, bus) for bus in self.buses] for pin in pins],
-            dtype=object,
-        )
+        # _xp[line][code]: the crosspoint joining that line to that bus
+        self._xp = [[rig.crosspoint(pin, bus) for bus in self.buses] for pin in pins]
         self._now = np.full(len(pins), FLOATING, dtype=np.int64)
 
     @property
@@ -83,26 +80,34 @@ class ArrayLines:
     def set_codes(self, rows: Sequence[int] | np.ndarray | None = None,
                   cols: Sequence[int] | np.ndarray | None = None) -> None:
         """As :meth:`set`, with buses given by code."""
-        want = self._now.copy()
-        for part, codes in ((slice(0, self.n_rows), rows),
-                            (slice(self.n_rows, None), cols)):
-            if codes is not None:
-                codes = np.asarray(codes, dtype=np.int64)
-                if codes.shape != want[part].shape:
-                    raise ValueError(f"{self.array}: {codes.size} buses given for "
-                                     f"{want[part].size} lines")
-                want[part] = codes
-        changed = np.flatnonzero(want != self._now)
-        if not changed.size:
+        now = self._now
+        moves = []  # (line, present code, wanted code) of every line that moves
+        for offset, codes, size in ((0, rows, self.n_rows),
+                                    (self.n_rows, cols, self.n_cols)):
+            if codes is None:
+                continue
+            codes = np.asarray(codes, dtype=np.int64)
+            if codes.shape != (size,):
+                raise ValueError(f"{self.array}: {codes.size} buses given for "
+                                 f"{size} lines")
+            present = now[offset : offset + size]
+            moved = np.flatnonzero(codes != present)
+            if moved.size:
+                moves += zip((moved + offset).tolist(), present[moved].tolist(),
+                             codes[moved].tolist())
+        if not moves:
             return
-        old, new = self._now[changed], want[changed]
-        leaving, joining = changed[old != FLOATING], changed[new != FLOATING]
-        if leaving.size:
-            self.rig.matrix.open(self._xp[leaving, old[old != FLOATING]].tolist())
-            self._now[leaving] = FLOATING
-        if joining.size:
-            self.rig.matrix.close(self._xp[joining, new[new != FLOATING]].tolist())
-            self._now[joining] = want[joining]
+        xp = self._xp
+        leaving = [(line, old) for line, old, _ in moves if old != FLOATING]
+        joining = [(line, new) for line, _, new in moves if new != FLOATING]
+        if leaving:
+            self.rig.matrix.open([xp[line][old] for line, old in leaving])
+            for line, _ in leaving:
+                now[line] = FLOATING
+        if joining:
+            self.rig.matrix.close([xp[line][new] for line, new in joining])
+            for line, new in joining:
+                now[line] = new
 
     def select(self, row: int, col: int, row_bus: str, col_bus: str,
                other_rows: Bus, other_cols: Bus) -> None:
