@@ -13,7 +13,7 @@ reaches it as it reaches a LAN instrument's raw socket, with pyvisa-py::
 
 Messages end with LF (a CR before it is dropped) and so do replies. A
 message is handed to the instrument whole, however the client's bytes were
-split or joined on the way; each one charges the bus latency to the bench
+split or joined on the way; each one charges the LAN message latency to the bench
 clock, and its replies are sent at once, to the client that sent it. A
 message that gets no reply (a setting, or a query that failed) sends
 nothing, so a failed query times out on the client, in real time: the bench
@@ -327,7 +327,7 @@ class BenchServer:
         if not message:
             return b""
         with self.lock:
-            self.bench.advance(self.bench.timing.bus_latency_s)
+            self.bench.advance(self.bench.timing.message_latency_s("TCPIP"))
             instrument.write(message)
             replies = list(iter(instrument.read, None))
         return b"".join(reply.encode("latin-1") + b"\n" for reply in replies)
