@@ -32,6 +32,7 @@ CARD_ROWS = "ABCDEFGH"
 CARD_COLUMNS = 12
 
 _CROSSPOINT = re.compile(r"^(?P<slot>\d)(?P<row>[A-Z])(?P<column>\d\d)$")
+_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,18}$")
 
 
 class Keithley707B(TspInstrument):
@@ -168,6 +169,49 @@ class Keithley707B(TspInstrument):
     def open_all(self) -> None:
         """Open every relay of every slot (``channel.open("allslots")``)."""
         self.write('{node}channel.open("allslots")')
+
+    def define_pattern(self, name: str, channels: Iterable[str]) -> None:
+        """Name a set of crosspoints (``channel.pattern.setimage``).
+
+        Raises
+        ------
+        ValueError
+            If `name` is not a letter then up to 18 letters, digits or ``_``,
+            or reads as a crosspoint, ``slotN`` or ``allslots``; or a
+            crosspoint is not valid.
+        """
+        name = self._pattern_name(name)
+        listed = self.channel_list(channels)
+        self.write(f'{{node}}channel.pattern.setimage("{listed}", "{name}")')
+
+    def apply_pattern(self, name: str) -> None:
+        """Close exactly the crosspoints of a pattern, opening every other one."""
+        name = self._pattern_name(name)
+        self.write(f'{{node}}channel.exclusiveclose("{name}")')
+
+    def pattern_channels(self, name: str) -> list[str]:
+        """The crosspoints of a pattern, sorted (``channel.pattern.getimage``)."""
+        name = self._pattern_name(name)
+        reply = self.ask(f'print({{node}}channel.pattern.getimage("{name}"))').strip()
+        if reply in ("", "nil"):
+            return []
+        return [channel.strip() for channel in reply.split(",") if channel.strip()]
+
+    def delete_pattern(self, name: str) -> None:
+        """Forget a pattern (``channel.pattern.delete``)."""
+        name = self._pattern_name(name)
+        self.write(f'{{node}}channel.pattern.delete("{name}")')
+
+    def _pattern_name(self, name: str) -> str:
+        if not (isinstance(name, str) and _PATTERN.match(name)):
+            raise ValueError(
+                f"{name!r} cannot name a pattern: use a letter, then up to 18 "
+                "letters, digits or _"
+            )
+        upper = name.upper()
+        if _CROSSPOINT.match(upper) or upper == "ALLSLOTS" or upper.startswith("SLOT"):
+            raise ValueError(f"{name!r} cannot name a pattern: it reads as a channel")
+        return name
 
     def closed_channels(self) -> list[str]:
         """Read which relays are closed, sorted (``channel.getclose("allslots")``).

@@ -7,6 +7,9 @@ to high (``1A01:1A05``), ``slotN`` and ``allslots`` (the last two only where
 the manual allows them: opening, resetting, querying). A list with a bad entry
 queues error -224 and changes nothing.
 
+A pattern (``channel.pattern.setimage(list, name)``) names a set of
+crosspoints; the name then stands for them in any channel list.
+
 The relay state goes to the bench after every change, and each switching
 phase charges the relay operate time (:attr:`simulator.bench.Timing.
 relay_operate_s`, an unverified figure) plus the longest extra delay set
@@ -37,6 +40,10 @@ LIST_CACHE_SIZE = 1024
 
 _SEPARATORS = re.compile(r"[,;]")
 
+PATTERN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,18}$")
+"""A pattern name: a letter, then letters, digits or ``_``, 19 characters at
+most (the length is unverified)."""
+
 
 class ChannelListError(ValueError):
     """A channel list the matrix does not accept."""
@@ -52,8 +59,8 @@ class Channel(LuaObject):
     _lua_public = frozenset(
         {
             "close", "open", "exclusiveclose", "exclusiveslotclose", "getclose",
-            "reset", "connectrule", "setdelay", "getdelay", "OFF",
-            "BREAK_BEFORE_MAKE", "MAKE_BEFORE_BREAK",
+            "reset", "connectrule", "setdelay", "getdelay", "createspecifier",
+            "pattern", "OFF", "BREAK_BEFORE_MAKE", "MAKE_BEFORE_BREAK",
         }
     )  # fmt: skip
     _lua_settable = frozenset({"connectrule"})
@@ -62,6 +69,7 @@ class Channel(LuaObject):
     def __init__(self, matrix: K707B) -> None:
         self._matrix = matrix
         self._connectrule = self.BREAK_BEFORE_MAKE
+        self.pattern = Pattern(matrix)
 
     def __repr__(self) -> str:
         return "channel"
@@ -132,6 +140,25 @@ class Channel(LuaObject):
         if mask is not None:
             matrix.set_delays(mask, float(delay_s))
 
+    def createspecifier(self, slot: object, row: object, column: object) -> str | None:
+        """The name of one crosspoint, ``"1A01"``; the row as a letter or 1..8."""
+        matrix = self._matrix
+        row_n = _whole(row)
+        if row_n is not None and 1 <= row_n <= len(ROWS):
+            row = ROWS[row_n - 1]
+        slot_n, column_n = _whole(slot), _whole(column)
+        name = ""
+        if slot_n is not None and column_n is not None:
+            name = f"{slot_n}{str(row).upper()}{column_n:02d}"
+        if not matrix.is_crosspoint(name):
+            matrix.queue_error(
+                ILLEGAL_PARAMETER,
+                f"Illegal parameter value: channel.createspecifier({slot}, {row}, "
+                f"{column}) is not a crosspoint of this matrix",
+            )
+            return None
+        return name
+
     def getdelay(self, channels: object) -> str | None:
         """The delays of the listed crosspoints, s, comma-separated."""
         matrix = self._matrix
@@ -142,6 +169,69 @@ class Channel(LuaObject):
             format_number(matrix.delays_s[i], matrix.ascii_precision)
             for i in matrix.indices_of(mask)
         )
+
+
+class Pattern(LuaObject):
+    """The ``channel.pattern`` object: named sets of crosspoints."""
+
+    _lua_public = frozenset({"setimage", "getimage", "delete", "snapshot", "catalog"})
+    _lua_static = _lua_public
+
+    def __init__(self, matrix: K707B) -> None:
+        self._matrix = matrix
+
+    def __repr__(self) -> str:
+        return "channel.pattern"
+
+    def setimage(self, channels: object, name: object) -> None:
+        """Name the crosspoints of a list (a pattern may hold other patterns)."""
+        matrix = self._matrix
+        if matrix.check_pattern_name(name, "setimage"):
+            mask = matrix.parse(channels, "pattern.setimage", slots=False)
+            if mask is not None:
+                matrix.set_pattern(str(name), mask)
+
+    def snapshot(self, name: object) -> None:
+        """Name the crosspoints closed now."""
+        matrix = self._matrix
+        if matrix.check_pattern_name(name, "snapshot"):
+            matrix.set_pattern(str(name), matrix.closed_mask)
+
+    def getimage(self, name: object) -> str | None:
+        """The crosspoints of a pattern, sorted and comma-separated."""
+        matrix = self._matrix
+        mask = matrix.patterns.get(str(name).upper()) if isinstance(name, str) else None
+        if mask is None:
+            matrix.queue_error(
+                ILLEGAL_PARAMETER,
+                f"Illegal parameter value: channel.pattern.getimage: no pattern {name!r}",
+            )
+            return None
+        return ",".join(matrix.names_of(mask[1]))
+
+    def delete(self, name: object) -> None:
+        """Forget a pattern."""
+        matrix = self._matrix
+        if not (isinstance(name, str) and matrix.delete_pattern(name)):
+            matrix.queue_error(
+                ILLEGAL_PARAMETER,
+                f"Illegal parameter value: channel.pattern.delete: no pattern {name!r}",
+            )
+
+    def catalog(self) -> object:
+        """An iterator over the pattern names, for ``for name in ... do``."""
+        names = iter([shown for shown, _ in self._matrix.patterns.values()])
+
+        def next_name(*_: object) -> str | None:
+            return next(names, None)
+
+        return next_name
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if value == int(value) and value >= 0 else None
 
 
 class K707B(TspInstrument):
@@ -189,6 +279,8 @@ class K707B(TspInstrument):
         self.closed_mask = 0
         self.delays_s = [0.0] * len(self.names)
         self._delayed = False
+        #: Patterns by upper-case name: (the name as given, crosspoint mask).
+        self.patterns: dict[str, tuple[str, int]] = {}
         self.channel = Channel(self)
 
     def node_objects(self) -> dict[str, object]:
@@ -198,6 +290,8 @@ class K707B(TspInstrument):
         """Open every crosspoint, clear the delays, break before make."""
         super().reset()
         self.set_delays(self._all_mask, 0.0)
+        self.patterns.clear()
+        self._lists.clear()
         self.channel._connectrule = Channel.BREAK_BEFORE_MAKE
         self.switch(0)
 
@@ -251,7 +345,38 @@ class K707B(TspInstrument):
                 mask |= self._token_mask(word, slots)
         return mask
 
+    def is_crosspoint(self, name: str) -> bool:
+        """Whether `name` is a crosspoint of this matrix (``"1A01"``)."""
+        return name in self._index
+
+    # Patterns.
+
+    def check_pattern_name(self, name: object, command: str) -> bool:
+        """Whether `name` can name a pattern; queues -224 when not."""
+        if isinstance(name, str) and PATTERN_NAME.match(name):
+            word = name.upper()
+            if not (self.is_crosspoint(word) or word == "ALLSLOTS" or word.startswith("SLOT")):
+                return True
+        self.queue_error(
+            ILLEGAL_PARAMETER,
+            f"Illegal parameter value: channel.pattern.{command}: {name!r} cannot "
+            "name a pattern (a letter, then letters, digits or _, not a channel name)",
+        )
+        return False
+
+    def set_pattern(self, name: str, mask: int) -> None:
+        self.patterns[name.upper()] = (name, mask)
+        self._lists.clear()  # lists naming it read differently now
+
+    def delete_pattern(self, name: str) -> bool:
+        found = self.patterns.pop(name.upper(), None) is not None
+        self._lists.clear()
+        return found
+
     def _token_mask(self, word: str, slots: bool) -> int:
+        pattern = self.patterns.get(word)
+        if pattern is not None:
+            return pattern[1]
         if word == "ALLSLOTS" or word.startswith("SLOT"):
             if not slots:
                 raise ChannelListError(f"'{word.lower()}' is not allowed here")

@@ -190,3 +190,33 @@ def test_matrix_and_smu_settings_in_one_message():
 def test_matrix_satisfies_the_switch_matrix_interface():
     with matrix_at([], PLACES[0]) as matrix:
         assert isinstance(matrix, SwitchMatrix)
+
+
+@pytest.mark.parametrize("place", PLACES, ids=PLACE_IDS)
+def test_patterns_are_defined_applied_read_and_deleted(place):
+    node = place[1]
+    pairs = [
+        (f'{node}channel.pattern.setimage("1A01,6H12", "row_a")', None),
+        (f'{node}channel.exclusiveclose("row_a")', None),
+        (f'print({node}channel.pattern.getimage("row_a"))', "1A01,6H12"),
+        (f'{node}channel.pattern.delete("row_a")', None),
+    ]
+    with matrix_at(pairs, place) as matrix:
+        matrix.define_pattern("row_a", ["1A01", "6H12"])
+        matrix.apply_pattern("row_a")
+        assert matrix.pattern_channels("row_a") == ["1A01", "6H12"]
+        matrix.delete_pattern("row_a")
+
+
+@pytest.mark.parametrize("name", ["1A01", "slot3", "ALLSLOTS", "9lives", "a b", "x" * 20,
+                                  'q"uote', ""])
+def test_a_bad_pattern_name_is_refused_before_sending(name):
+    with matrix_at([], PLACES[0]) as matrix:
+        with pytest.raises(ValueError, match="cannot name a pattern"):
+            matrix.define_pattern(name, ["1A01"])
+
+
+def test_a_pattern_of_bad_crosspoints_is_refused_before_sending():
+    with matrix_at([], PLACES[0]) as matrix:
+        with pytest.raises(ValueError, match="slot 7"):
+            matrix.define_pattern("ok", ["7A01"])

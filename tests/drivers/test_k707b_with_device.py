@@ -41,3 +41,13 @@ def test_closed_channels_are_crosspoints(matrix):
 def test_error_queue_drains(matrix):
     matrix.check_errors()
     assert matrix.check_errors() == []
+
+
+def test_a_pattern_round_trips_without_switching(matrix):
+    # Defining, reading and deleting a pattern moves no relay.
+    before = matrix.closed_channels()
+    matrix.define_pattern("labctl_probe", ["1A01", "1B02"])
+    assert matrix.pattern_channels("labctl_probe") == ["1A01", "1B02"]
+    matrix.delete_pattern("labctl_probe")
+    assert matrix.closed_channels() == before
+    assert matrix.check_errors() == []

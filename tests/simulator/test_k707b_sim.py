@@ -172,3 +172,64 @@ def test_a_plain_comma_list_closes_what_the_same_list_spelled_loosely_does(bench
     loose = Bench.from_file(DEMO).instruments["matrix"]
     ask(loose, f'channel.close(" {" ; ".join(n.lower() for n in names)} ")')
     assert closed(plain) == closed(loose) == ";".join(sorted(names))
+
+
+def test_a_pattern_stands_for_its_crosspoints_in_every_list(matrix):
+    ask(matrix, 'channel.pattern.setimage("1A01,2B03:2B05", "Row_A")')
+    assert ask(matrix, 'print(channel.pattern.getimage("row_a"))') == ["1A01,2B03,2B04,2B05"]
+    ask(matrix, 'channel.close("3C07") channel.close("Row_A")')
+    assert closed(matrix) == "1A01;2B03;2B04;2B05;3C07"
+    ask(matrix, 'channel.exclusiveclose("row_a,1H12")')
+    assert closed(matrix) == "1A01;1H12;2B03;2B04;2B05"
+    ask(matrix, 'channel.open("ROW_A")')
+    assert closed(matrix) == "1H12"
+    assert error_codes(matrix) == []
+
+
+def test_a_snapshot_is_the_closed_state_and_survives_later_switching(matrix):
+    ask(matrix, 'channel.close("1A01,6H12") channel.pattern.snapshot("before")')
+    ask(matrix, 'channel.exclusiveclose("2C02")')
+    ask(matrix, 'channel.exclusiveclose("before")')
+    assert closed(matrix) == "1A01;6H12"
+
+
+def test_catalog_iterates_the_names_as_given(matrix):
+    ask(matrix, 'channel.pattern.setimage("1A01", "first") '
+                'channel.pattern.setimage("1A02", "Second")')
+    assert ask(matrix, "for name in channel.pattern.catalog() do print(name) end") == [
+        "first", "Second"]
+
+
+@pytest.mark.parametrize("name", ["1A01", "slot2", "allslots", "9lives", "has space",
+                                  "a" * 20, ""])
+def test_a_pattern_cannot_take_a_channel_name_or_a_malformed_one(matrix, name):
+    ask(matrix, f'channel.pattern.setimage("1A01", "{name}")')
+    assert error_codes(matrix) == [-224]
+    assert ask(matrix, "for n in channel.pattern.catalog() do print(n) end") == []
+
+
+def test_a_deleted_or_unknown_pattern_is_an_error_and_switches_nothing(matrix):
+    ask(matrix, 'channel.pattern.setimage("1A01", "gone") channel.pattern.delete("gone")')
+    ask(matrix, 'channel.close("gone")')
+    ask(matrix, 'channel.pattern.delete("never")')
+    assert closed(matrix) == "nil"
+    assert error_codes(matrix) == [-224, -224]
+
+
+def test_reset_forgets_patterns(matrix):
+    ask(matrix, 'channel.pattern.setimage("1A01", "kept") reset()')
+    ask(matrix, 'channel.close("kept")')
+    assert error_codes(matrix) == [-224]
+
+
+@pytest.mark.parametrize(("args", "name"), [("1, 'C', 7", "1C07"), ("6, 8, 12", "6H12"),
+                                           ("2, 'a', 1", "2A01")])
+def test_createspecifier_names_a_crosspoint(matrix, args, name):
+    assert ask(matrix, f"print(channel.createspecifier({args}))") == [name]
+
+
+@pytest.mark.parametrize("args", ["7, 'A', 1", "1, 'J', 1", "1, 9, 1", "1, 'A', 13",
+                                  "1.5, 'A', 1"])
+def test_createspecifier_refuses_what_the_matrix_has_not(matrix, args):
+    ask(matrix, f"x = channel.createspecifier({args})")
+    assert error_codes(matrix) == [-224]
