@@ -148,7 +148,9 @@ class Keithley707B(TspInstrument):
 
         def switch(verb: str, channels: Iterable[str]) -> None:
             if isinstance(channels, str):
-                raise TypeError(f"give a list of crosspoints, not the string {channels!r}")
+                raise TypeError(
+                    f"give a list of crosspoints, not the string {channels!r}"
+                )
             channels = list(channels)
             for channel in channels:
                 if channel not in checked:

@@ -204,7 +204,8 @@ class Pattern(LuaObject):
         if mask is None:
             matrix.queue_error(
                 ILLEGAL_PARAMETER,
-                f"Illegal parameter value: channel.pattern.getimage: no pattern {name!r}",
+                "Illegal parameter value: channel.pattern.getimage: "
+                f"no pattern {name!r}",
             )
             return None
         return ",".join(matrix.names_of(mask[1]))
@@ -355,7 +356,8 @@ class K707B(TspInstrument):
         """Whether `name` can name a pattern; queues -224 when not."""
         if isinstance(name, str) and PATTERN_NAME.match(name):
             word = name.upper()
-            if not (self.is_crosspoint(word) or word == "ALLSLOTS" or word.startswith("SLOT")):
+            reserved = word == "ALLSLOTS" or word.startswith("SLOT")
+            if not (reserved or self.is_crosspoint(word)):
                 return True
         self.queue_error(
             ILLEGAL_PARAMETER,

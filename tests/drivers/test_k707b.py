@@ -208,8 +208,9 @@ def test_patterns_are_defined_applied_read_and_deleted(place):
         matrix.delete_pattern("row_a")
 
 
-@pytest.mark.parametrize("name", ["1A01", "slot3", "ALLSLOTS", "9lives", "a b", "x" * 20,
-                                  'q"uote', ""])
+@pytest.mark.parametrize(
+    "name", ["1A01", "slot3", "ALLSLOTS", "9lives", "a b", "x" * 20, 'q"uote', ""]
+)
 def test_a_bad_pattern_name_is_refused_before_sending(name):
     with matrix_at([], PLACES[0]) as matrix:
         with pytest.raises(ValueError, match="cannot name a pattern"):

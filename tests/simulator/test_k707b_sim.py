@@ -176,7 +176,8 @@ def test_a_plain_comma_list_closes_what_the_same_list_spelled_loosely_does(bench
 
 def test_a_pattern_stands_for_its_crosspoints_in_every_list(matrix):
     ask(matrix, 'channel.pattern.setimage("1A01,2B03:2B05", "Row_A")')
-    assert ask(matrix, 'print(channel.pattern.getimage("row_a"))') == ["1A01,2B03,2B04,2B05"]
+    image = ask(matrix, 'print(channel.pattern.getimage("row_a"))')
+    assert image == ["1A01,2B03,2B04,2B05"]
     ask(matrix, 'channel.close("3C07") channel.close("Row_A")')
     assert closed(matrix) == "1A01;2B03;2B04;2B05;3C07"
     ask(matrix, 'channel.exclusiveclose("row_a,1H12")')
@@ -209,7 +210,8 @@ def test_a_pattern_cannot_take_a_channel_name_or_a_malformed_one(matrix, name):
 
 
 def test_a_deleted_or_unknown_pattern_is_an_error_and_switches_nothing(matrix):
-    ask(matrix, 'channel.pattern.setimage("1A01", "gone") channel.pattern.delete("gone")')
+    ask(matrix, 'channel.pattern.setimage("1A01", "gone")')
+    ask(matrix, 'channel.pattern.delete("gone")')
     ask(matrix, 'channel.close("gone")')
     ask(matrix, 'channel.pattern.delete("never")')
     assert closed(matrix) == "nil"
