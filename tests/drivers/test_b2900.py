@@ -10,6 +10,7 @@ from pymeasure.test import expected_protocol
 from drivers.b2900 import RATINGS, KeysightB2900, KeysightB2900Channel
 from drivers.interfaces import SourceMeasureChannel
 from drivers.scpi import ERROR_DRAIN_LIMIT, ScpiError
+from tests.drivers.fakes import MutedAdapter
 
 IDN = "Keysight Technologies,B2902A,MY51143745,3.4.2011.5100"
 
@@ -374,23 +375,8 @@ def test_pulse_train_with_a_short_reply_raises_after_going_back_to_dc():
             inst.ch1.pulse_train(2.0, 1e-4, -0.2, 0.0, 2)
 
 
-class SilentAdapter:
-    """Answers the aperture query, then every read times out."""
-
-    def __init__(self):
-        self.sent = []
-
-    def write(self, message):
-        self.sent.append(message)
-
-    def read(self):
-        if len(self.sent) == 1:
-            return "+1.0E-04"
-        raise TimeoutError("no reply")
-
-
 def test_pulse_train_goes_back_to_dc_even_when_the_read_fails():
-    adapter = SilentAdapter()
+    adapter = MutedAdapter(["+1.0E-04"])  # the aperture query, then silence
     inst = KeysightB2900(adapter, name="smu3")
     with pytest.raises(TimeoutError):
         inst.ch2.pulse_train(1.0, 1e-3, 0.0, 1e-3, 1)
@@ -398,21 +384,8 @@ def test_pulse_train_goes_back_to_dc_even_when_the_read_fails():
     assert len(adapter.sent) == 3
 
 
-class FailingReadAdapter:
-    """Records writes; every read times out."""
-
-    def __init__(self):
-        self.sent = []
-
-    def write(self, message):
-        self.sent.append(message)
-
-    def read(self):
-        raise TimeoutError("no reply")
-
-
 def test_a_sweep_puts_the_list_mode_back_even_when_the_read_fails():
-    adapter = FailingReadAdapter()
+    adapter = MutedAdapter()
     inst = KeysightB2900(adapter, name="smu3")
     with pytest.raises(TimeoutError):
         inst.ch1.sweep_voltage([0.1, 0.2], 0.01)

@@ -10,6 +10,7 @@ from pymeasure.test import expected_protocol
 from drivers.interfaces import SourceMeasureChannel
 from drivers.k2400 import RATINGS, Keithley2400, Keithley2400Channel
 from drivers.scpi import ERROR_DRAIN_LIMIT, ScpiError
+from tests.drivers.fakes import MutedAdapter
 
 IDN = (
     "KEITHLEY INSTRUMENTS INC.,MODEL 2400,1248014,C30   Mar 17 2006 09:29:29/A02  /K/J"
@@ -295,21 +296,8 @@ def test_sweep_with_another_count_of_readings_raises(reply, got):
             inst.smu.sweep_voltage([0.1, 0.2], 0)
 
 
-class SilentAdapter:
-    """Records writes; every read times out."""
-
-    def __init__(self):
-        self.sent = []
-
-    def write(self, message):
-        self.sent.append(message)
-
-    def read(self):
-        raise TimeoutError("no reply")
-
-
 def test_sweep_ends_the_list_even_when_the_read_fails():
-    adapter = SilentAdapter()
+    adapter = MutedAdapter()
     inst = Keithley2400(adapter, name="smu2")
     with pytest.raises(TimeoutError):
         inst.smu.sweep_voltage([0.1], 0)
