@@ -15,11 +15,16 @@ source, stays solvable (it settles at 0 V). The leak takes at most
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+
+if TYPE_CHECKING:
+    from simulator.array_solver import _Layout
 
 LEAK_S = 1e-15
 """Conductance from every net that is not driven to 0 V, S."""
@@ -151,34 +156,8 @@ def _solve_unknown(
 
     ``net_v`` holds the driven nets' voltages and 0 elsewhere.
     """
-    n_unknown = int(unknown.sum())
-    index = np.full(len(net_v), -1)
-    index[unknown] = np.arange(n_unknown)
-
     rows, cols, g = _cell_edges(arrays)
-    diagonal_s = np.full(n_unknown, LEAK_S)
-    rhs_a = inject_a[unknown].copy()
-
-    # Each cell stamps onto both ends: its own conductance on an unknown
-    # end's diagonal, and either a coupling to the other end (unknown) or a
-    # current from it (driven).
-    off_rows, off_cols, off_g = [], [], []
-    for here, there in ((rows, cols), (cols, rows)):
-        i, j = index[here], index[there]
-        mine = i >= 0
-        diagonal_s += np.bincount(i[mine], g[mine], n_unknown)
-        coupled = mine & (j >= 0)
-        off_rows.append(i[coupled])
-        off_cols.append(j[coupled])
-        off_g.append(-g[coupled])
-        fed = mine & (j < 0)
-        rhs_a += np.bincount(i[fed], g[fed] * net_v[there[fed]], n_unknown)
-
-    diag = np.arange(n_unknown)
-    matrix_rows = np.concatenate([diag, *off_rows])
-    matrix_cols = np.concatenate([diag, *off_cols])
-    matrix_s = np.concatenate([diagonal_s, *off_g])
-    return _linear_solve(matrix_rows, matrix_cols, matrix_s, rhs_a, n_unknown)
+    return _solve_elements(rows, cols, g, net_v, inject_a, unknown)
 
 
 def _cell_edges(
@@ -212,3 +191,139 @@ def _linear_solve(
         return np.linalg.solve(matrix, rhs)
     matrix = scipy.sparse.csc_matrix((values, (rows, cols)), shape=(n, n))
     return scipy.sparse.linalg.spsolve(matrix, rhs)
+
+
+def solve_lines(
+    arrays: Sequence[ArrayNets],
+    line_ohm: Sequence[float],
+    n_nets: int,
+    fixed_v: np.ndarray,
+    inject_a: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """:func:`solve` with resistive lines on the arrays whose ``line_ohm`` > 0.
+
+    Each line of such an array is a chain of segments of ``line_ohm``, one
+    between neighbouring cells and one between its pin and its first cell;
+    a row's pin is at column 0, a column's at its last row (the circuit of
+    :class:`~simulator.array_solver.ArrayCircuit` with source and sense
+    resistances of one segment). The pin joins the line's net. An array
+    with ``line_ohm`` 0 has ideal lines, as in :func:`solve`.
+
+    Returns
+    -------
+    net_v, source_i : numpy.ndarray
+        As :func:`solve` returns them.
+    cell_v : list of numpy.ndarray
+        Per array, ``(R, C)`` the voltage across each cell, V.
+    """
+    fixed_v = _per_net(fixed_v, n_nets, "fixed_v")
+    inject_a = _per_net(inject_a, n_nets, "inject_a")
+    _touched(arrays, n_nets)  # checks the shapes and net indices
+    a: list[np.ndarray] = []
+    b: list[np.ndarray] = []
+    g: list[np.ndarray] = []
+    ends: list[tuple[np.ndarray, np.ndarray] | None] = []
+    n_nodes = n_nets
+    for (g_cells, row_net, col_net), ohm in zip(arrays, line_ohm, strict=True):
+        rows, cols = g_cells.shape
+        if not ohm:
+            edges = _cell_edges([(g_cells, row_net, col_net)])
+            for part, values in zip((a, b, g), edges, strict=True):
+                part.append(values)
+            ends.append(None)
+            continue
+        layout = _resistive_layout(rows, cols, ohm)
+        # The array's own unknown nodes come after the nets; its sources are
+        # the nets of its lines.
+        node = np.concatenate([n_nodes + np.arange(layout.n_free), row_net, col_net])
+        n_nodes += layout.n_free
+        a.append(node[layout.a])
+        b.append(node[layout.b])
+        g.append(layout.element_conductances(np.asarray(g_cells, dtype=float)))
+        ends.append((node[layout.row_at], node[layout.col_at]))
+    a_all, b_all, g_all = np.concatenate(a), np.concatenate(b), np.concatenate(g)
+
+    driven = np.zeros(n_nodes, dtype=bool)
+    driven[:n_nets] = ~np.isnan(fixed_v)
+    node_v = np.zeros(n_nodes)
+    node_v[:n_nets] = np.where(driven[:n_nets], fixed_v, 0.0)
+    feed_a = np.zeros(n_nodes)
+    feed_a[:n_nets] = inject_a
+    touched = np.zeros(n_nodes, dtype=bool)
+    touched[a_all] = touched[b_all] = True
+    unknown = touched & ~driven
+    if unknown.any():
+        node_v[unknown] = _solve_elements(a_all, b_all, g_all, node_v, feed_a, unknown)
+
+    element_a = g_all * (node_v[a_all] - node_v[b_all])
+    outflow_a = np.bincount(a_all, element_a, n_nodes) - np.bincount(
+        b_all, element_a, n_nodes
+    )
+    net_v = node_v[:n_nets]
+    source_i = np.where(driven[:n_nets], outflow_a[:n_nets] - inject_a, 0.0)
+    cell_v = [
+        cell_voltages(net_v, row_net, col_net)
+        if at is None
+        else (node_v[at[0]] - node_v[at[1]]).reshape(g_cells.shape)
+        for (g_cells, row_net, col_net), at in zip(arrays, ends, strict=True)
+    ]
+    return net_v, source_i, cell_v
+
+
+@functools.lru_cache(maxsize=16)
+def _resistive_layout(rows: int, cols: int, line_ohm: float) -> _Layout:
+    """The nodes and elements of an array whose lines have segments of `line_ohm`."""
+    # Imported here: the array solver builds on this module's LEAK_S.
+    from simulator.array_solver import ArrayCircuit
+
+    return ArrayCircuit(
+        rows,
+        cols,
+        r_row_ohm=line_ohm,
+        r_col_ohm=line_ohm,
+        source_ohm=line_ohm,
+        sense_ohm=line_ohm,
+    ).layout
+
+
+def _solve_elements(
+    a: np.ndarray,
+    b: np.ndarray,
+    g: np.ndarray,
+    node_v: np.ndarray,
+    feed_a: np.ndarray,
+    unknown: np.ndarray,
+) -> np.ndarray:
+    """Nodal analysis of two-terminal elements over the `unknown` nodes.
+
+    ``node_v`` holds the known nodes' voltages and 0 elsewhere; ``feed_a``
+    the current pushed into each node. Each unknown node has the leak.
+    """
+    n_unknown = int(unknown.sum())
+    index = np.full(len(node_v), -1)
+    index[unknown] = np.arange(n_unknown)
+    diagonal_s = np.full(n_unknown, LEAK_S)
+    rhs_a = feed_a[unknown].copy()
+
+    # Each element stamps onto both ends: its own conductance on an unknown
+    # end's diagonal, and either a coupling to the other end (unknown) or a
+    # current from it (known).
+    off_rows, off_cols, off_g = [], [], []
+    for here, there in ((a, b), (b, a)):
+        i, j = index[here], index[there]
+        mine = i >= 0
+        diagonal_s += np.bincount(i[mine], g[mine], n_unknown)
+        coupled = mine & (j >= 0)
+        off_rows.append(i[coupled])
+        off_cols.append(j[coupled])
+        off_g.append(-g[coupled])
+        fed = mine & (j < 0)
+        rhs_a += np.bincount(i[fed], g[fed] * node_v[there[fed]], n_unknown)
+    diag = np.arange(n_unknown)
+    return _linear_solve(
+        np.concatenate([diag, *off_rows]),
+        np.concatenate([diag, *off_cols]),
+        np.concatenate([diagonal_s, *off_g]),
+        rhs_a,
+        n_unknown,
+    )

@@ -1,0 +1,40 @@
+"""The circuit benchmark's core at 16 x 16: our reads against the exact solve."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "circuit.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    spec = importlib.util.spec_from_file_location("circuit_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_the_read_operator_agrees_with_the_exact_solve(benchmark):
+    figures = benchmark.measure(16, batch=4)
+    assert figures.checked == 4
+    assert figures.error < 1e-9
+    assert figures.theirs_one_s is None  # badcrossbar was not given
+    assert "16²" in benchmark.report([figures])
+
+
+def test_the_benchmarked_circuit_has_a_segment_before_each_line(benchmark):
+    # One cell: source segment, cell and sense segment in series.
+    circuit = benchmark.bench_circuit(1)
+    g_s, v = 50e-6, 0.2
+    current_a = circuit.read_operator(np.array([[g_s]])).column_currents(np.array([v]))
+    r = benchmark.SEGMENT_OHM
+    assert current_a[0] == pytest.approx(v / (2 * r + 1 / g_s), rel=1e-12)
