@@ -5,13 +5,23 @@ resource, or as a TSP-Link node through its master's connection), puts the
 guard in front of them, knows the wiring (which matrix crosspoint joins which
 bus to which chip pin) and ends safe: :meth:`Rig.safe_shutdown` turns every
 output off, checks it is off, and opens every relay, whatever happened before.
+A connection lost on the way is opened again for the safe end.
+
+The opened drivers, adapters and connections live in a :class:`_Hardware`
+that only this module reaches: a procedure holding the rig sees guarded
+channels, the guarded matrix and functions bound to the drivers, never a
+driver itself (see docs/safety.md for what Python cannot prevent). While a
+rig is open it holds a lock on every instrument connection it opened
+(:mod:`labctl.lock`); a second rig on the same instruments is refused with a
+message naming the run that holds them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +32,8 @@ from drivers.k707b import Keithley707B
 from drivers.k2400 import Keithley2400
 from drivers.k2450 import Keithley2450
 from drivers.k2600 import Keithley2600, Keithley2600Channel, current_reader
-from labctl.safety import Guard, GuardedChannel, GuardedMatrix
+from labctl.lock import InstrumentBusy, StationLock
+from labctl.safety import Guard, GuardedChannel, GuardedMatrix, channel_port
 from labctl.station import (
     GROUND,
     MATRIX_MODELS,
@@ -53,94 +64,39 @@ class Rig:
         self.limits = station.limits
         #: Why the run should stop at its next point (set by a signal), or None.
         self.stop_requested: str | None = None
-        self.drivers: dict[str, Any] = {}
-        self._adapters: list[Any] = []
-        try:
-            self._open_instruments()
-        except BaseException:
-            self._close_adapters()
-            raise
-        # One entry per TSP connection: a TSP-Link group shares its master's.
-        self._links = list({id(d.connection): d.connection for d in self.drivers.values()
-                            if hasattr(d, "connection")}.values())
+        hardware = _Hardware(station)
+        self._key = id(self)
+        _HARDWARE[self._key] = hardware
+        weakref.finalize(self, _release, self._key)
         bus_of = {end: row for row, end in station.wiring.buses.items() if end != GROUND}
-        self.guard = Guard(station.limits, bus_of, self._keep_order)
-        self.channels = {}
-        for name in bus_of:
-            channel = self._driver_channel(name)
-            self.channels[name] = GuardedChannel(
-                name, channel, self.guard, getattr(channel, "connection", channel))
+        lines_at = {place: parse_pin(pin) for pin, place in station.pin_channels().items()}
+        self.guard = Guard(station.limits, bus_of, hardware.order_keeper(), lines_at)
+        self.channels = {
+            name: GuardedChannel(name, channel_port(hardware.channel(name)), self.guard,
+                                 hardware.token_of(name.partition(".")[0]))
+            for name in bus_of
+        }
         matrix_name = station.wiring.matrix
-        matrix = self.drivers[matrix_name]
-        self.matrix = GuardedMatrix(matrix_name, matrix, self.guard,
-                                    getattr(matrix, "connection", matrix))
+        self.matrix = GuardedMatrix(matrix_name, hardware.drivers[matrix_name], self.guard,
+                                    hardware.token_of(matrix_name))
+        self._batch = hardware.batch_context()
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
         self._readers: dict[tuple[str, ...], Readings] = {}
 
-    # Opening
-
-    def _open_instruments(self) -> None:
-        specs = self.station.instruments
-        masters = [n for n, s in specs.items() if s.via is None]
-        for name in masters:
-            spec = specs[name]
-            library = resolve_library(self.station, name)
-            try:
-                adapter = VISAAdapter(
-                    spec.resource,
-                    visa_library=library,
-                    read_termination="\n",
-                    write_termination="\n",
-                    timeout=VISA_TIMEOUT_MS,
-                )
-            except Exception as exc:
-                raise InstrumentError(
-                    f"{name} ({spec.resource} via {library}): cannot open: "
-                    f"{_reason(exc)}"
-                ) from None
-            self._adapters.append(adapter)
-            tsp = {"node": spec.node} if _is_tsp(spec.model) else {}
-            self.drivers[name] = _driver_class(spec.model)(
-                adapter, name=name, model=spec.model, **tsp
-            )
-        for name, spec in specs.items():
-            if spec.via is None:
-                continue
-            master = self.drivers[spec.via]
-            self.drivers[name] = _driver_class(spec.model)(
-                master.adapter,
-                name=name,
-                model=spec.model,
-                node=spec.node,
-                connection=master.connection,
-            )
-        log.info("opened %d instruments of station %s", len(self.drivers), self.station.name)
-
-    def _driver_channel(self, channel: str) -> Any:
-        inst, _, ch = channel.partition(".")
-        return getattr(self.drivers[inst], ch)
+    def _hardware(self) -> _Hardware:
+        hardware = _HARDWARE.get(self._key)
+        if hardware is None:
+            raise InstrumentError(f"{self.station.name}: the rig is closed")
+        return hardware
 
     def identities(self) -> dict[str, dict[str, str]]:
         """Each instrument's identity; the first that does not answer raises."""
-        out = {}
-        for name, drv in self.drivers.items():
-            try:
-                out[name] = drv.identity()
-            except Exception as exc:
-                raise InstrumentError(f"{name}: no identity: {_reason(exc)}") from None
-        return out
+        return self._hardware().identities()
 
-    def _keep_order(self, link: Any) -> None:
-        """Before an action on ``link``, send what other connections hold.
-
-        Inside :meth:`batch` each TSP connection holds its writes; an action on
-        another instrument must not overtake them (a level raised before the
-        relays it follows have switched would switch them hot).
-        """
-        for conn in self._links:
-            if conn is not link:
-                conn.flush()
+    def note_run(self, run_id: int) -> None:
+        """Name the run that holds this rig's instruments in their locks."""
+        self._hardware().lock.note_run(run_id)
 
     def check_stop(self) -> None:
         """Raise :class:`RunAborted` if the run was asked to stop."""
@@ -242,17 +198,11 @@ class Rig:
     # Traffic
 
     def batch(self) -> Any:
-        """Send the settings made inside as few bus messages as possible."""
-        if len(self._links) == 1:
-            return self._links[0].batch()
-        return self._batch_all()
+        """Send the settings made inside as few bus messages as possible.
 
-    @contextlib.contextmanager
-    def _batch_all(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for conn in self._links:
-                stack.enter_context(conn.batch())
-            yield
+        If the block raises, the writes it held and did not send are dropped.
+        """
+        return self._batch
 
     def measure_currents(self, channels: Sequence[GuardedChannel]) -> np.ndarray:
         """Read several channels at one instant: one query per TSP connection,
@@ -263,7 +213,8 @@ class Rig:
         """A :class:`Readings` of these channels, built once and kept."""
         key = tuple(ch.name for ch in channels)
         if key not in self._readers:
-            self._readers[key] = Readings(channels)
+            hardware = self._hardware()
+            self._readers[key] = Readings(channels, [hardware.channel(k) for k in key])
         return self._readers[key]
 
     def predicted_bench_s(self) -> float | None:
@@ -280,27 +231,36 @@ class Rig:
     def safe_shutdown(self, reason: str | None = None) -> list[str]:
         """Outputs off (checked), then every relay open. Never raises.
 
-        ``reason`` names the fault that ended the run, if any: the safe end is
-        then logged at WARNING, an orderly one at INFO. Returns the problems
-        met, each logged at WARNING.
+        A connection that fails on the way is opened again once and the step
+        repeated. ``reason`` names the fault that ended the run, if any: the
+        safe end is then logged at WARNING, an orderly one at INFO. Returns
+        the problems met, each logged at WARNING.
         """
         problems: list[str] = []
+        reopened: set[str] = set()
         for name, channel in self.channels.items():
+            instrument = name.partition(".")[0]
             try:
-                channel.force_off()
-                if channel.driver.output_enabled:
-                    problems.append(f"{name}: output still reports on after turning it off")
+                self._again(channel.force_off, instrument, reopened)
             except Exception as exc:  # noqa: BLE001 - a safe end must go on
-                problems.append(f"{name}: could not turn the output off: {exc}")
+                problems.append(f"{name}: could not turn the output off: {_reason(exc)}")
+                continue
+            try:
+                if self._again(channel.output_reported, instrument, reopened):
+                    problems.append(f"{name}: output still reports on after turning it off")
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{name}: output turned off but not confirmed: "
+                                f"{_reason(exc)}")
+        matrix = self.matrix
         try:
-            self.matrix.force_open_all()
+            self._again(matrix.force_open_all, matrix.name, reopened)
             for lines in self._lines.values():
                 lines.forget()
-            left = self.matrix.closed_channels()
+            left = self._again(matrix.closed_channels, matrix.name, reopened)
             if left:
-                problems.append(f"{self.matrix.name}: relays still closed: {';'.join(left)}")
+                problems.append(f"{matrix.name}: relays still closed: {';'.join(left)}")
         except Exception as exc:  # noqa: BLE001
-            problems.append(f"{self.matrix.name}: could not open the relays: {exc}")
+            problems.append(f"{matrix.name}: could not open the relays: {_reason(exc)}")
         for problem in problems:
             log.warning("safe end: %s", problem)
         if not problems:
@@ -309,15 +269,202 @@ class Rig:
                     f" after {reason}" if reason else "", self.station.name)
         return problems
 
-    def close(self) -> None:
-        self.safe_shutdown()
-        self._close_adapters()
+    def _again(self, step: Callable[[], Any], instrument: str, reopened: set[str]) -> Any:
+        """Do a step of the safe end; if it fails, open the instrument's
+        connection again (once per safe end) and repeat it."""
+        try:
+            return step()
+        except Exception as exc:
+            hardware = self._hardware()
+            master = hardware.master_of(instrument)
+            if master in reopened:
+                raise
+            reopened.add(master)
+            log.warning("safe end: %s failed (%s); opening %s again", instrument,
+                        _reason(exc), master)
+            hardware.reconnect(master)
+            return step()
 
-    def _close_adapters(self) -> None:
-        for adapter in self._adapters:
+    def close(self) -> None:
+        """End safe, close every connection and release the instruments' locks."""
+        if self._key not in _HARDWARE:
+            return
+        try:
+            self.safe_shutdown()
+        finally:
+            _release(self._key)
+
+
+class _Hardware:
+    """The opened drivers, adapters and connections of a station, and its lock.
+
+    Only :mod:`labctl.rig` reaches it: the rig finds it by key in a module
+    registry, and hands out functions bound to its drivers, never a driver.
+    """
+
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.drivers: dict[str, Any] = {}
+        self.adapters: dict[str, Any] = {}
+        specs = station.instruments
+        self.lock = StationLock(station.name, {
+            name: (spec.resource, resolve_library(station, name))
+            for name, spec in specs.items() if spec.resource is not None
+        })
+        self.lock.acquire()
+        try:
+            self._open_instruments()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_instruments(self) -> None:
+        specs = self.station.instruments
+        for name, spec in specs.items():
+            if spec.via is not None:
+                continue
+            adapter = self.adapters[name] = self._open_adapter(name)
+            tsp = {"node": spec.node} if _is_tsp(spec.model) else {}
+            self.drivers[name] = _driver_class(spec.model)(
+                adapter, name=name, model=spec.model, **tsp
+            )
+        for name, spec in specs.items():
+            if spec.via is None:
+                continue
+            master = self.drivers[spec.via]
+            self.drivers[name] = _driver_class(spec.model)(
+                master.adapter,
+                name=name,
+                model=spec.model,
+                node=spec.node,
+                connection=master.connection,
+            )
+        log.info("opened %d instruments of station %s", len(self.drivers), self.station.name)
+
+    def _open_adapter(self, name: str) -> Any:
+        spec = self.station.instruments[name]
+        library = resolve_library(self.station, name)
+        try:
+            return VISAAdapter(
+                spec.resource,
+                visa_library=library,
+                read_termination="\n",
+                write_termination="\n",
+                timeout=VISA_TIMEOUT_MS,
+            )
+        except Exception as exc:
+            raise InstrumentError(
+                f"{name} ({spec.resource} via {library}): cannot open: {_reason(exc)}"
+            ) from None
+
+    def master_of(self, instrument: str) -> str:
+        """The instrument whose connection reaches ``instrument``."""
+        return self.station.instruments[instrument].via or instrument
+
+    def links(self) -> list[Any]:
+        """One entry per TSP connection: a TSP-Link group shares its master's."""
+        return list({id(d.connection): d.connection for d in self.drivers.values()
+                     if hasattr(d, "connection")}.values())
+
+    def token_of(self, instrument: str) -> int:
+        """The connection an instrument talks through, as the guard knows it."""
+        driver = self.drivers[instrument]
+        return id(getattr(driver, "connection", driver))
+
+    def channel(self, name: str) -> Any:
+        inst, _, ch = name.partition(".")
+        return getattr(self.drivers[inst], ch)
+
+    def order_keeper(self) -> Callable[[int], None] | None:
+        """The guard's ``order``: before an action on one connection, send
+        what the other connections hold.
+
+        Inside :meth:`Rig.batch` each TSP connection holds its writes; an
+        action on another instrument must not overtake them (a level raised
+        before the relays it follows have switched would switch them hot).
+        """
+        flushes = [(id(conn), conn.flush) for conn in self.links()]
+        tokens = {self.token_of(name) for name in self.drivers}
+        if len(flushes) == 1 and tokens == {flushes[0][0]}:
+            return None  # one connection: nothing can overtake
+
+        def keep_order(token: int) -> None:
+            for conn_token, flush in flushes:
+                if conn_token != token:
+                    flush()
+
+        return keep_order
+
+    def batch_context(self) -> Any:
+        """The context of :meth:`Rig.batch`, made once: entering it opens a
+        batch on every TSP connection, leaving it sends or drops what they
+        held. The connections' batches stay in its closures."""
+        links = self.links()
+        if len(links) == 1:
+            make: Callable[[], Any] = links[0].batch
+        else:
+            make = lambda: _all_batches(links)  # noqa: E731
+        held: list[Any] = []
+
+        def enter(_context: Any) -> None:
+            inner = make()
+            inner.__enter__()
+            held.append(inner)
+
+        def leave(_context: Any, kind: Any, error: Any, trace: Any) -> None:
+            held.pop().__exit__(kind, error, trace)
+
+        batch = type("RigBatch", (), {"__slots__": (), "__enter__": enter,
+                                      "__exit__": leave})
+        return batch()
+
+    def identities(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for name, drv in self.drivers.items():
+            try:
+                out[name] = drv.identity()
+            except Exception as exc:
+                raise InstrumentError(f"{name}: no identity: {_reason(exc)}") from None
+        return out
+
+    def reconnect(self, master: str) -> None:
+        """Open a master's VISA resource again and put every driver on it."""
+        old = self.adapters.pop(master, None)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        adapter = self.adapters[master] = self._open_adapter(master)
+        for name, driver in self.drivers.items():
+            if self.master_of(name) == master:
+                driver.adapter = adapter
+                connection = getattr(driver, "connection", None)
+                if connection is not None:
+                    connection.adapter = adapter
+
+    def close(self) -> None:
+        for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 adapter.close()
-        self._adapters.clear()
+        self.adapters.clear()
+        self.lock.release()
+
+
+_HARDWARE: dict[int, _Hardware] = {}
+"""The hardware of every open rig, by the rig's key."""
+
+
+def _release(key: int) -> None:
+    hardware = _HARDWARE.pop(key, None)
+    if hardware is not None:
+        hardware.close()
+
+
+@contextlib.contextmanager
+def _all_batches(links: Sequence[Any]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for conn in links:
+            stack.enter_context(conn.batch())
+        yield
 
 
 class Readings:
@@ -329,43 +476,51 @@ class Readings:
     message; a channel of another instrument is read at once when queued.
     """
 
-    def __init__(self, channels: Sequence[GuardedChannel]) -> None:
+    def __init__(self, channels: Sequence[GuardedChannel], drivers: Sequence[Any]) -> None:
         groups: dict[int, list[int]] = {}
         self._single: list[tuple[int, GuardedChannel]] = []
-        for k, ch in enumerate(channels):
-            if isinstance(ch.driver, Keithley2600Channel):
-                groups.setdefault(id(ch.driver.connection), []).append(k)
+        for k, (ch, driver) in enumerate(zip(channels, drivers, strict=True)):
+            if isinstance(driver, Keithley2600Channel):
+                groups.setdefault(id(driver.connection), []).append(k)
             else:
                 self._single.append((k, ch))
         self._batched = [
-            (ks, current_reader([channels[k].driver for k in ks])) for ks in groups.values()
+            (ks, *_reader_calls(current_reader([drivers[k] for k in ks])))
+            for ks in groups.values()
         ]
         self._count = len(channels)
         self._held: list[list[float]] = []
 
     def __call__(self) -> np.ndarray:
         out = np.empty(self._count)
-        for ks, reader in self._batched:
-            out[ks] = reader()
+        for ks, read, _, _ in self._batched:
+            out[ks] = read()
         for k, ch in self._single:
             out[k] = ch.measure_current()
         return out
 
     def queue(self) -> None:
-        for _, reader in self._batched:
-            reader.queue()
+        for _, _, queue, _ in self._batched:
+            queue()
         if self._single:
             self._held.append([ch.measure_current() for _, ch in self._single])
 
     def collect(self, readings: int) -> np.ndarray:
         """The last ``readings`` queued readings, (readings, channels)."""
         out = np.empty((readings, self._count))
-        for ks, reader in self._batched:
-            out[:, ks] = reader.collect(readings)
+        for ks, _, _, collect in self._batched:
+            out[:, ks] = collect(readings)
         if self._single:
             held, self._held = self._held[-readings:], []
             out[:, [k for k, _ in self._single]] = np.array(held)
         return out
+
+
+def _reader_calls(reader: Any) -> tuple[Callable[[], Any], Callable[[], None],
+                                        Callable[[int], Any]]:
+    """A current reader's read, queue and collect, in closures."""
+    return (lambda: reader(), lambda: reader.queue(),
+            lambda readings: reader.collect(readings))
 
 
 def _reason(exc: Exception) -> str:
@@ -383,3 +538,6 @@ def _driver_class(model: str) -> type:
     if model in TSP_SMU_MODELS:
         return Keithley2600
     return {"2450": Keithley2450, "2400": Keithley2400}.get(model, KeysightB2900)
+
+
+__all__ = ["InstrumentBusy", "InstrumentError", "Readings", "Rig", "RunAborted"]

@@ -22,6 +22,7 @@ from pyvisa.highlevel import VisaLibraryBase
 from pyvisa.typing import VISAEventContext, VISARMSession, VISASession
 
 from simulator.bench import Bench, bench_for
+from simulator.faults import Link
 
 log = logging.getLogger("simulator.labsim")
 
@@ -62,6 +63,7 @@ _READ_ONLY = frozenset(
 _SUCCESS = StatusCode.success
 _TERMCHAR_READ = StatusCode.success_termination_character_read
 _MAX_COUNT_READ = StatusCode.success_max_count_read
+_CONN_LOST = StatusCode.error_connection_lost
 
 
 class _Session:
@@ -169,6 +171,12 @@ class LabsimVisaLibrary(VisaLibraryBase):
             message = message.rstrip("\r")
             if message:
                 bench.advance(latency_s)
+                if bench.faults.armed and (
+                    link := bench.faults.on_write(session, instrument)
+                ):
+                    if link == Link.CUT:
+                        return 0, self.handle_return_value(session, _CONN_LOST)
+                    continue  # lost on the way
                 instrument.write(message)
         return len(data), self.handle_return_value(session, _SUCCESS)
 
@@ -181,6 +189,11 @@ class LabsimVisaLibrary(VisaLibraryBase):
         pending = opened.pending
         if not pending:
             reply = opened.instrument.read()
+            faults = opened.instrument.bench.faults
+            if faults.armed:
+                reply, link = faults.on_reply(session, opened.instrument, reply)
+                if link == Link.CUT:
+                    return b"", self.handle_return_value(session, _CONN_LOST)
             if reply is None:
                 return b"", self._time_out(session, opened)
             pending += reply.encode("latin-1")

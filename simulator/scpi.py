@@ -1504,6 +1504,8 @@ class ScpiInstrument:
                     self._run_common(header, data)
                     continue
                 absolute = header[1:] if header[0] == ":" else path + header
+                if not absolute:  # a colon alone
+                    raise ScpiError(SYNTAX_ERROR)
                 query = absolute[-1] == "?"
                 key = absolute[:-1] if query else absolute
                 command, suffixes = tree.resolve(key)

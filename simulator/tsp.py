@@ -72,6 +72,26 @@ HOOK_INTERVAL = 1_000_000
 MEMORY_LIMIT_BYTES = 256 * 1024 * 1024
 """Memory one instrument's Lua state may allocate."""
 
+HIGH_WATER_BYTES = 3 * MEMORY_LIMIT_BYTES // 4
+"""Memory in use after a message above which the sandbox collects its
+garbage and, if that is not enough, frees the variables messages made: the
+interpreter keeps room to take the next message."""
+
+HEADROOM_BYTES = 64 * 1024 * 1024
+"""Memory the interpreter may take beyond :data:`MEMORY_LIMIT_BYTES` while
+it frees a full sandbox."""
+
+MESSAGE_LIMIT_CHARS = 1024 * 1024
+"""The longest message (or loaded script) the simulated instrument takes; a
+longer one is refused with error -363, an input buffer overrun."""
+
+INPUT_OVERRUN = -363
+"""Error code of a message longer than the instrument takes."""
+
+PATTERN_STEPS = 100_000_000
+"""Steps a Lua pattern may take at worst: a pattern with q quantifiers can take
+(n + 1) ** (q + 1) on a string of n characters; beyond this it is refused."""
+
 CHUNK_CACHE_SIZE = 512
 """Compiled chunks kept per instrument, by message text."""
 
@@ -87,8 +107,28 @@ SAFE_LIBRARIES = ("math", "string", "table")
 _LUA_PRELUDE = """
 local sethook, error, pcall, setmetatable = debug.sethook, error, pcall, setmetatable
 local pack, unpack, rawget = table.pack, table.unpack, rawget
-local interval, abort = ...
+local interval, abort, pattern_steps = ...
 local budget = {ticks = 0, limit = 0, aborted = false}
+
+-- Lua's pattern matcher backtracks in C, where no instruction hook can stop
+-- it: a pattern that could take too many steps on its string is refused.
+-- The string library is changed in place, so that ("x"):find(...) is checked too.
+local gsub_raw, tostring, type = string.gsub, tostring, type
+local function tame(name)
+  local raw = string[name]
+  string[name] = function(s, p, init, plain)
+    if type(p) == "string" and not (name == "find" and plain) then
+      local n = #tostring(s)
+      local _, q = gsub_raw(p, "[%*%+%-%?]", "")
+      if q > 0 and (n + 1) ^ (q + 1) > pattern_steps then
+        error("pattern too complex for a string of " .. n .. " characters", 2)
+      end
+    end
+    return raw(s, p, init, plain)
+  end
+end
+for _, name in ipairs({"find", "match", "gmatch", "gsub"}) do tame(name) end
+string.dump = nil
 
 local function hook()
   local b = budget
@@ -267,9 +307,13 @@ class TspRuntime:
         )
         lua_globals = self._lua.globals()
         self._load = lua_globals.load
-        prelude = self._lua.execute(_LUA_PRELUDE, HOOK_INTERVAL, _BUDGET_MESSAGE)
+        self._gc = lua_globals.collectgarbage
+        prelude = self._lua.execute(
+            _LUA_PRELUDE, HOOK_INTERVAL, _BUDGET_MESSAGE, PATTERN_STEPS
+        )
         self._run, safe_pcall, copy, self.noop, self._make_script, self._proxy = prelude
         self.env = self._sandbox(lua_globals, safe_pcall, copy)
+        self._builtins = set(self.env.keys())  # what a reclaim keeps
         self._proxies: dict[int, tuple[Any, object]] = {}
         self._chunks: OrderedDict[str, Any] = OrderedDict()
         self._script_name: str | None = None
@@ -297,6 +341,7 @@ class TspRuntime:
     def define(self, name: str, value: object) -> None:
         """Put a global into the sandbox."""
         self.env[name] = self.lua_value(value)
+        self._builtins.add(name)
 
     def table(self, mapping: dict[Any, Any]) -> Any:
         """A Lua table with the given keys and values (objects as Lua sees them)."""
@@ -336,25 +381,67 @@ class TspRuntime:
         return str(python_object(value))
 
     def print(self, *values: object) -> None:
-        """TSP ``print``: one reply line, values separated by TAB."""
-        self._instrument.reply("\t".join([self.format_value(v) for v in values]))
+        """TSP ``print``: one reply line, values separated by TAB; a line feed
+        in the text ends a line, as it does on the bus."""
+        text = "\t".join([self.format_value(v) for v in values])
+        if "\n" in text:
+            for line in text.split("\n"):
+                self._instrument.reply(line)
+            return
+        self._instrument.reply(text)
 
     # Messages.
 
     def execute(self, message: str) -> None:
-        """Run one message: a script line, a common command or a Lua chunk."""
-        line = message.rstrip("\r\n")
-        if self._script_lines is not None:
-            self._collect(line)
+        """Run one message: a script line, a common command or a Lua chunk.
+
+        A chunk that needs more than the state's :data:`MEMORY_LIMIT_BYTES`
+        stops with error -286 (not enough memory). If the state stays above
+        :data:`HIGH_WATER_BYTES` after a message, the sandbox collects its
+        garbage and, if that is not enough, frees the scripts and variables
+        made by messages (the instrument's own objects stay), so that the
+        next message runs.
+        """
+        if len(message) > MESSAGE_LIMIT_CHARS:
+            self._error(INPUT_OVERRUN, "Input buffer overrun: message too long")
             return
-        head = line.lstrip()
-        if head.startswith("*"):
-            if self._instrument.common_command(head.strip()):
+        try:
+            line = message.rstrip("\r\n")
+            if self._script_lines is not None:
+                self._collect(line)
                 return
-        elif head.startswith(("loadscript", "loadandrunscript")):
-            if self._begin_script(head):
+            head = line.lstrip()
+            if head.startswith("*"):
+                if self._instrument.common_command(head.strip()):
+                    return
+            elif head.startswith(("loadscript", "loadandrunscript")):
+                if self._begin_script(head):
+                    return
+            self._run_chunk(line)
+        finally:
+            if (self._lua.get_memory_used() or 0) > HIGH_WATER_BYTES:
+                self._reclaim()
+
+    def _reclaim(self) -> None:
+        lua = self._lua
+        lua.set_max_memory(MEMORY_LIMIT_BYTES + HEADROOM_BYTES)  # room to work in
+        try:
+            self._gc("collect")
+            if (lua.get_memory_used() or 0) <= HIGH_WATER_BYTES:
                 return
-        self._run_chunk(line)
+            dropped = [n for n in list(self.env.keys()) if n not in self._builtins]
+            for name in dropped:
+                self.env[name] = None
+            self._chunks.clear()
+            self._script_lines = self._script_name = None
+            self._gc("collect")
+            self._instrument.log.warning(
+                "%s: Lua memory full: freed %d variables and scripts made by messages",
+                self._instrument.name,
+                len(dropped),
+            )
+        finally:
+            lua.set_max_memory(MEMORY_LIMIT_BYTES)
 
     def _begin_script(self, head: str) -> bool:
         words = head.split()
@@ -377,6 +464,9 @@ class TspRuntime:
         text = "\n".join(self._script_lines or [])
         name, runs = self._script_name, self._script_runs
         self._script_lines, self._script_name = None, None
+        if len(text) > MESSAGE_LIMIT_CHARS:
+            self._error(INPUT_OVERRUN, "Input buffer overrun: script too long")
+            return
         chunk = self._compile(text, name or "script")
         if chunk is None:
             return
@@ -400,7 +490,11 @@ class TspRuntime:
         self._call(chunk)
 
     def _compile(self, text: str, name: str) -> Any:
-        loaded = self._load(text, "=" + name, "t", self.env)
+        try:
+            loaded = self._load(text, "=" + name, "t", self.env)
+        except UnicodeDecodeError:  # Lua's message cut a character of the text in two
+            self._error(SYNTAX_ERROR, "TSP Syntax error: malformed characters")
+            return None
         if isinstance(loaded, tuple):  # nil and the message
             self._error(SYNTAX_ERROR, f"TSP Syntax error{_located(str(loaded[1]))}")
             return None
@@ -758,6 +852,16 @@ class TspInstrument:
         self.reset()
         for node in self.linked.values():
             node.reset()
+
+    def power_cycle(self) -> None:
+        """Come back as after power-on: settings at their defaults (outputs
+        off, relays open), error and reply queues empty, and the scripts and
+        variables of the Lua sandbox gone."""
+        self.reset()
+        self.errorqueue.clear()
+        self._replies.clear()
+        self._runtime = None
+        self.log.warning("%s: power cycled", self.name)
 
 
 def _nothing(*_: object) -> None:

@@ -104,3 +104,164 @@ def test_force_off_needs_no_check(rig):
     ga, a, *_ = rig
     ga.force_off()
     assert a.sent == [("turn_off",)]
+
+
+# Refusals name the cells the channel reaches.
+
+LINES_AT = {(1, 1): ("A0", "row", 0), (1, 2): ("A0", "row", 1),
+            (1, 9): ("A0", "col", 0), (1, 10): ("A0", "col", 1)}
+
+
+@pytest.fixture
+def wired():
+    guard = Guard(LIMITS, {"smu1.smua": "A", "smu1.smub": "B"}, lines_at=LINES_AT)
+    a, b, m = FakeChannel(), FakeChannel(), FakeMatrix()
+    return (guard, GuardedChannel("smu1.smua", a, guard), a,
+            GuardedChannel("smu1.smub", b, guard), b,
+            GuardedMatrix("matrix", m, guard), m)
+
+
+def test_a_refusal_names_rule_channel_and_cell(wired):
+    guard, ga, a, gb, b, gm, m = wired
+    gm.close(["1A01", "1H09"])  # row 0 on the channel, column 0 on ground
+    with pytest.raises(SafetyError) as info:
+        ga.source_voltage = 2.5
+    assert str(info.value) == (
+        "safety rule 'max voltage': smu1.smua: level 2.5 V exceeds the chip's "
+        "max_voltage_v of 2 V (cell A0 (0, 0))"
+    )
+    assert a.sent == []
+
+
+def test_a_refusal_names_every_cell_reached_or_none(wired):
+    guard, ga, a, gb, b, gm, m = wired
+    with pytest.raises(SafetyError, match=r"reaching no cell: its bus has no closed"):
+        ga.output_enabled = True
+    gm.close(["1A01"])
+    with pytest.raises(SafetyError, match=r"reaching lines A0.R0 but no cell yet"):
+        ga.output_enabled = True
+    gm.close(["1H09", "1H10", "1A02"])
+    with pytest.raises(SafetyError, match=r"limit before output.*cells A0 \(0, 0\), "
+                                          r"A0 \(0, 1\), A0 \(1, 0\) and 1 more\)"):
+        ga.output_enabled = True
+    assert a.sent == []
+
+
+def test_a_hot_switch_refusal_names_the_lines(wired):
+    guard, ga, a, gb, b, gm, m = wired
+    ga.current_limit = 1e-4
+    ga.output_enabled = True
+    ga.source_voltage = 0.5
+    m.sent.clear()
+    with pytest.raises(SafetyError, match=r"switching.*1A02 \(cells of line A0.R1\)"):
+        gm.close(["1A02"])
+    assert m.sent == []
+
+
+# The per-cell budget.
+
+
+def budget_guard(**limits):
+    lim = Limits(max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+                 **limits)
+    guard = Guard(lim, {"smu1.smua": "A", "smu1.smub": "B"}, lines_at=LINES_AT)
+    drive, bias, m = FakeChannel(), FakeChannel(), FakeMatrix()
+    gd = GuardedChannel("smu1.smua", drive, guard)
+    gb = GuardedChannel("smu1.smub", bias, guard)
+    gm = GuardedMatrix("matrix", m, guard)
+    gm.close(["1A01", "1H09", "1B10"])  # cell (0, 0) to ground, (0, 1) to the bias
+    for ch in (gd, gb):
+        ch.current_limit = 1e-4
+        ch.output_enabled = True
+    drive.sent.clear()
+    return guard, gd, drive, gb
+
+
+def test_the_budget_is_off_by_default():
+    guard, gd, drive, _ = budget_guard()
+    for _ in range(1000):
+        gd.pulse_train(1.0, 1e-3, 0.0, 1e-3, 10)
+    assert len(drive.sent) == 1000
+    assert guard.budget.charge_c == {}
+
+
+def test_a_train_past_the_charge_budget_is_refused_before_it_is_sent():
+    # each train: at most 1e-4 A x 1e-5 s x 5 = 5e-9 C through the full-level cell
+    guard, gd, drive, _ = budget_guard(max_cell_charge_c=1e-8)
+    gd.pulse_train(1.0, 1e-5, 0.0, 1e-5, 5)
+    gd.pulse_train(1.0, 1e-5, 0.0, 1e-5, 5)
+    assert guard.budget.charge_c[("A0", 0, 0)] == pytest.approx(1e-8)
+    with pytest.raises(SafetyError) as info:
+        gd.pulse_train(1.0, 1e-5, 0.0, 1e-5, 1)
+    message = str(info.value)
+    assert message.startswith("safety rule 'cell charge budget': smu1.smua: ")
+    assert "cell A0 (0, 0) to 1.1e-08 C" in message
+    assert "max_cell_charge_c of 1e-08 C" in message
+    assert [s[0] for s in drive.sent] == ["pulse_train", "pulse_train"]
+    assert guard.budget.charge_c[("A0", 0, 0)] == pytest.approx(1e-8)
+
+
+def test_the_energy_budget_counts_the_level():
+    guard, gd, drive, _ = budget_guard(max_cell_energy_j=1e-8)
+    gd.pulse_train(2.0, 1e-5, 0.0, 1e-5, 5)  # 2 V x 5e-9 C = 1e-8 J
+    with pytest.raises(SafetyError, match="cell energy budget.*A0 \\(0, 0\\)"):
+        gd.pulse_train(-0.5, 1e-5, 0.0, 1e-5, 1)
+    assert len(drive.sent) == 1
+
+
+def test_a_cell_held_at_another_level_is_not_charged():
+    guard, gd, drive, gb = budget_guard(max_cell_charge_c=1e-6)
+    gb.source_voltage = 0.5  # column 1 on the bias at V/2: (0, 1) is half-selected
+    gd.pulse_train(1.0, 1e-5, 0.0, 1e-5, 5)
+    assert set(guard.budget.charge_c) == {("A0", 0, 0)}
+    gb.source_voltage = 0.0
+    gd.pulse_train(1.0, 1e-5, 0.0, 1e-5, 5)
+    assert set(guard.budget.charge_c) == {("A0", 0, 0), ("A0", 0, 1)}
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("max_cell_charge_c", 0.0, "greater than 0"),
+    ("max_cell_charge_c", 5.0, "less than or equal to 1"),
+    ("max_cell_energy_j", -1.0, "greater than 0"),
+])
+def test_absurd_budgets_are_refused(key, value, expected):
+    with pytest.raises(ValueError, match=expected):
+        Limits(max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+               **{key: value})
+
+
+# At the protocol: a refused action writes nothing to the instrument.
+
+
+def test_refusals_write_nothing_to_the_instruments():
+    from pymeasure.test import expected_protocol
+
+    from drivers.k707b import Keithley707B
+    from drivers.k2600 import Keithley2600
+
+    limits = Limits(max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+                    max_cell_charge_c=1e-9)
+    # The only messages allowed: the limit and the relays the test sets up.
+    pairs = [("smua.source.limiti = 0.0001", None),
+             ('node[4].channel.close("1A01,1H09")', None)]
+    with expected_protocol(Keithley2600, pairs, name="smu1", model="2636B") as smu:
+        matrix = Keithley707B(None, name="matrix", node=4, connection=smu.connection)
+        guard = Guard(limits, {"smu1.smua": "A"}, lines_at=LINES_AT)
+        ch = GuardedChannel("smu1.smua", smu.smua, guard)
+        gm = GuardedMatrix("matrix", matrix, guard)
+        with pytest.raises(SafetyError, match="limit before output"):
+            ch.output_enabled = True
+        with pytest.raises(SafetyError, match="max voltage"):
+            ch.source_voltage = 2.5
+        with pytest.raises(SafetyError, match="compliance"):
+            ch.current_limit = 0.5
+        ch.current_limit = 1e-4
+        with pytest.raises(SafetyError, match="max voltage"):
+            ch.apply_pulses(3.0, 1e-5, 0.0, 1e-5, 1)
+        gm.close(["1A01", "1H09"])
+        with pytest.raises(SafetyError, match="cell charge budget.*A0 \\(0, 0\\)"):
+            ch.apply_pulses(1.0, 1e-3, 0.0, 1e-3, 10)
+        guard.state("smu1.smua").on = True
+        guard.state("smu1.smua").level_v = 0.5
+        with pytest.raises(SafetyError, match="no hot switching"):
+            gm.open_all()
