@@ -1,17 +1,26 @@
 """The run database: every measured point is stored when it is measured.
 
-SQLAlchemy 2.0 models in a SQLite file by default, or any database by URL.
+SQLAlchemy 2.0 models in a SQLite file by default, or PostgreSQL by URL.
 The default file is ``labctl.sqlite`` in the user's data folder; ``--db`` on
 the command line or the ``LABCTL_DB`` environment variable override it (a
-path or a SQLAlchemy URL).
+path or a SQLAlchemy URL). Opening a database upgrades its schema to the
+newest Alembic revision shipped in :mod:`labctl.migrations`.
+
+Beside the runs and their points, maps and inference results, the database
+keeps the lab's things: chips with their arrays and cells (each cell's
+present state and its history of reads, sweeps and programming), and
+stations with the identities their instruments reported.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,26 +29,52 @@ import numpy as np
 import platformdirs
 from sqlalchemy import (
     JSON,
+    Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
     Text,
+    UniqueConstraint,
+    bindparam,
     create_engine,
     event,
+    false,
+    func,
     insert,
+    inspect,
     select,
+    text,
+    tuple_,
+    update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 log = logging.getLogger("labctl.storage")
 
-STATUSES = ("running", "finished", "failed", "aborted", "interrupted")
+#: Every status a run can have. ``queued`` is for runs planned but not started
+#: (labctl starts its runs as ``running``); ``interrupted`` marks a run whose
+#: process ended without finishing it.
+STATUSES = ("queued", "running", "finished", "failed", "aborted", "interrupted")
+#: The statuses from which ``labctl runs resume`` continues a run.
+RESUMABLE = ("interrupted", "aborted", "failed")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 class StorageError(RuntimeError):
@@ -47,7 +82,146 @@ class StorageError(RuntimeError):
 
 
 class Base(DeclarativeBase):
-    pass
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# The lab's things -----------------------------------------------------------
+
+
+class StationRecord(Base):
+    """A station by name, as runs have met it."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    path: Mapped[str | None] = mapped_column(Text)  # the station file last used
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class InstrumentIdentity(Base):
+    """What one instrument of a station reported (``*IDN?`` or its TSP node).
+
+    A new serial number or firmware under the same name is a new row, so the
+    history of swaps and updates stays.
+    """
+
+    __tablename__ = "instrument_identities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    name: Mapped[str] = mapped_column(String(64))  # as in the station file
+    model: Mapped[str] = mapped_column(String(32))  # as in the station file
+    manufacturer: Mapped[str] = mapped_column(String(128))
+    reported_model: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(64))
+    firmware: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("station_id", "name", "serial", "firmware"),)
+
+    @property
+    def idn(self) -> str:
+        """The identity as an ``*IDN?`` reply reads."""
+        return ",".join((self.manufacturer, self.reported_model, self.serial,
+                         self.firmware))
+
+
+class ChipRecord(Base):
+    """A chip by name (the ``name`` of its chip file)."""
+
+    __tablename__ = "chips"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    preset: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ArrayRecord(Base):
+    """One crossbar array of a chip."""
+
+    __tablename__ = "chip_arrays"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chip_id: Mapped[int] = mapped_column(ForeignKey("chips.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(Integer)
+    cols: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("chip_id", "name"),)
+
+
+class CellRecord(Base):
+    """One cell's present state; its history is in cell events and the
+    programming log. A row exists once a run has touched the cell."""
+
+    __tablename__ = "cells"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    array_id: Mapped[int] = mapped_column(ForeignKey("chip_arrays.id"))
+    row: Mapped[int] = mapped_column(Integer)
+    col: Mapped[int] = mapped_column(Integer)
+    #: analog (non-volatile weight), volatile, activation or exponential.
+    mode: Mapped[str] = mapped_column(String(16), server_default="analog")
+    formed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    forming_compliance_a: Mapped[float | None] = mapped_column(Float)
+    #: Full SET/RESET cycles of I–V sweeps.
+    cycles: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: Programming pulses applied, all runs together.
+    pulses: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_conductance_s: Mapped[float | None] = mapped_column(Float)
+    last_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    target_s: Mapped[float | None] = mapped_column(Float)
+    programmed_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    programmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stuck: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+    __table_args__ = (UniqueConstraint("array_id", "row", "col"),)
+
+
+class CellEvent(Base):
+    """A read or a sweep of one cell by one run."""
+
+    __tablename__ = "cell_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16))  # read, swept
+    conductance_s: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_cell_events_cell_at", "cell_id", "at"),)
+
+
+class ProgrammingEntry(Base):
+    """What write-verify of one cell took in one run."""
+
+    __tablename__ = "programming_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    target_s: Mapped[float] = mapped_column(Float)
+    final_s: Mapped[float] = mapped_column(Float)
+    error: Mapped[float] = mapped_column(Float)  # (final - target) / target
+    pulses: Mapped[int] = mapped_column(Integer)
+    rounds: Mapped[int] = mapped_column(Integer)
+    converged: Mapped[bool] = mapped_column(Boolean)
+    stuck: Mapped[bool] = mapped_column(Boolean)
+    #: Write-verify passes the entry sums: 1, or a head run's tiles on the cell.
+    writes: Mapped[int] = mapped_column(Integer, server_default="1")
+
+    __table_args__ = (Index("ix_programming_log_cell_at", "cell_id", "at"),)
+
+
+# Runs ------------------------------------------------------------------------
 
 
 class Run(Base):
@@ -56,14 +230,14 @@ class Run(Base):
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    procedure: Mapped[str] = mapped_column(String(64), index=True)
+    procedure: Mapped[str] = mapped_column(String(64))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     station_name: Mapped[str] = mapped_column(String(128))
     station_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
-    chip_name: Mapped[str] = mapped_column(String(128), index=True)
+    chip_name: Mapped[str] = mapped_column(String(128))
     software_version: Mapped[str] = mapped_column(String(32))
     message: Mapped[str | None] = mapped_column(Text)
     csv_path: Mapped[str | None] = mapped_column(Text)
@@ -71,6 +245,21 @@ class Run(Base):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     host: Mapped[str] = mapped_column(String(255), default="")
     pid: Mapped[int] = mapped_column(Integer, default=0)
+    operator: Mapped[str] = mapped_column(String(128), server_default="")
+    #: The simulated bench's seed; None on real instruments.
+    seed: Mapped[int | None] = mapped_column(Integer)
+    station_id: Mapped[int | None] = mapped_column(ForeignKey("stations.id"),
+                                                   index=True)
+    chip_id: Mapped[int | None] = mapped_column(ForeignKey("chips.id"), index=True)
+    #: How often the run was continued by ``labctl runs resume``.
+    resumes: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    __table_args__ = (
+        CheckConstraint("status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES)),
+                        name="status"),
+        Index("ix_runs_chip_name_started_at", "chip_name", "started_at"),
+        Index("ix_runs_procedure_started_at", "procedure", "started_at"),
+    )
 
 
 class Point(Base):
@@ -83,7 +272,7 @@ class Point(Base):
     seq: Mapped[int] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_points_run_seq", "run_id", "seq"),)
+    __table_args__ = (Index("ix_points_run_seq", "run_id", "seq", unique=True),)
 
 
 class ConductanceMap(Base):
@@ -114,6 +303,62 @@ class InferenceResult(Base):
     item: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# What a run writes about cells ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellRead:
+    """A cell read at the read voltage."""
+
+    array: str
+    row: int
+    col: int
+    conductance_s: float
+
+
+@dataclass(frozen=True)
+class CellProgrammed:
+    """A cell programmed by write-verify."""
+
+    array: str
+    row: int
+    col: int
+    target_s: float
+    final_s: float
+    pulses: int
+    rounds: int
+    converged: bool
+    stuck: bool
+    writes: int = 1  # write-verify passes summed (a head run: one per tile)
+
+
+@dataclass(frozen=True)
+class CellSwept:
+    """Full I–V cycles swept on a cell."""
+
+    array: str
+    row: int
+    col: int
+    cycles: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+CellWrite = CellRead | CellProgrammed | CellSwept
+
+
+@dataclass(frozen=True)
+class MapWrite:
+    """A conductance map to store with a run."""
+
+    array: str
+    kind: str
+    values_s: np.ndarray
+    read_voltage_v: float | None
+
+
+# Opening ---------------------------------------------------------------------
 
 
 def default_url() -> str:
@@ -147,38 +392,173 @@ def redacted(url: str) -> str:
 
 
 def connect(url: str | None = None) -> Engine:
-    """Open (and create if needed) the run database."""
+    """Open the run database, creating it or upgrading its schema if needed."""
     url = url or default_url()
     try:
-        engine = create_engine(url)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(engine)
+        engine = open_engine(url)
+        upgrade(engine)
     except (SQLAlchemyError, ImportError, OSError, ValueError) as exc:
         reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
         raise StorageError(f"database {redacted(url)}: {reason}") from None
     return engine
 
 
+def open_engine(url: str) -> Engine:
+    """An engine for the URL, with labctl's SQLite settings; the schema is
+    left as it is (:func:`connect` upgrades it)."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers (a second labctl, a notebook) never block the run that
+    # writes, and the run never blocks them. NORMAL: a commit survives the
+    # process being killed; only a power cut may lose the last commits, and
+    # never the file's consistency.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def alembic_config() -> Any:
+    """The Alembic configuration of labctl's migrations (for ``command.*``)."""
+    from alembic.config import Config
+
+    config = Config(str(MIGRATIONS / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+#: The newest schema revision in :mod:`labctl.migrations` (a test holds the
+#: two together). A database at it opens without loading Alembic at all.
+HEAD = "0002"
+#: The first revision: the schema labctl made before it had migrations.
+BASELINE = "0001"
+
+
+def head_revision() -> str:
+    """The newest schema revision, as Alembic finds it in the migrations."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the head revision; a no-op when it is there.
+
+    A database made before labctl had migrations is stamped with the
+    baseline revision first, then upgraded like any other. Two processes
+    opening a database at once upgrade it once: the second waits for the
+    first, then finds nothing to do.
+    """
+    if current_revision(engine) == HEAD:
+        return
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:  # tables are rebuilt: their keys are checked once, at the end
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            lock_schema(conn)
+            if _revision(conn) != HEAD:
+                _migrate(conn)
+            conn.commit()
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def lock_schema(conn: Connection) -> None:
+    """Begin the transaction of a schema change; one process at a time."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7461636)")  # "labctl"
+
+
+def _migrate(conn: Connection) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    where = redacted(str(conn.engine.url))
+    found = _revision(conn)
+    try:
+        if found is None and inspect(conn).has_table("runs"):
+            command.stamp(config, BASELINE)
+        command.upgrade(config, "head")
+    except CommandError as exc:
+        if found is not None and found > HEAD:
+            raise StorageError(f"database {where}: its schema is at revision {found}, "
+                               f"newer than this labctl's {HEAD}; use a newer "
+                               "labctl") from None
+        raise StorageError(f"database {where}: {exc}") from None
+    if conn.dialect.name == "sqlite":
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StorageError(f"after the upgrade, {len(broken)} rows point at rows "
+                               "that do not exist")
+    log.info("database %s upgraded to revision %s", redacted(str(conn.engine.url)),
+             HEAD)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    """The schema revision in Alembic's version table; None without one."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    query = text(f"SELECT version_num FROM {VERSION_TABLE}")
+    found = conn.execute(query).scalars().all()
+    if len(found) > 1:
+        raise StorageError(f"the schema is at several revisions at once: {found}")
+    return found[0] if found else None
+
+
+VERSION_TABLE = "alembic_version"
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class RunRecorder:
-    """Writes one run: its row, each point as it comes, maps and results."""
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC time (SQLite gives them back naive)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
-    def __init__(self, engine: Engine, run_id: int) -> None:
+
+# Writing a run -----------------------------------------------------------------
+
+
+class RunRecorder:
+    """Writes one run: its row, its points, maps, results and cells."""
+
+    def __init__(self, engine: Engine, run_id: int, arrays: dict[str, int],
+                 next_seq: int = 0) -> None:
         self.engine = engine
         self.run_id = run_id
-        self._seq = 0
+        #: Array name → row id, for the cells of the run's chip.
+        self.arrays = arrays
+        self._seq = next_seq
+        self._cells: dict[tuple[str, int, int], int] = {}
+        self._loaded: set[str] = set()
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq
 
     @classmethod
     def start(
@@ -192,25 +572,65 @@ class RunRecorder:
         chip_name: str,
         software_version: str,
         csv_path: str | None = None,
+        operator: str = "",
+        seed: int | None = None,
     ) -> RunRecorder:
+        """Write the run's row (status ``running``) and register its station
+        and chip; everything in one transaction."""
+        snapshot = jsonable(station_snapshot)
         with Session(engine) as session:
+            station_id = _register_station(session, station_name, snapshot)
+            chip_id, arrays = _register_chip(session, chip_name,
+                                             snapshot.get("chip_spec"))
             run = Run(
                 procedure=procedure,
-                parameters=_jsonable(parameters),
+                parameters=jsonable(parameters),
                 status="running",
                 started_at=now(),
                 station_name=station_name,
-                station_snapshot=_jsonable(station_snapshot),
+                station_snapshot=snapshot,
                 chip_name=chip_name,
                 software_version=software_version,
                 csv_path=csv_path,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                operator=operator,
+                seed=seed,
+                station_id=station_id,
+                chip_id=chip_id,
             )
             session.add(run)
             session.commit()
             log.info("run %d started: %s on %s", run.id, procedure, station_name)
-            return cls(engine, run.id)
+            return cls(engine, run.id, arrays)
+
+    @classmethod
+    def resume(cls, engine: Engine, run_id: int) -> RunRecorder:
+        """Take up a stored run again: status ``running`` in this process, its
+        points numbered on from the last one stored.
+
+        Only a run whose status is one of :data:`RESUMABLE` is taken, and only
+        by one process: a second that tries at the same time is refused.
+        """
+        with Session(engine) as session:
+            taken = session.execute(
+                update(Run).where(Run.id == run_id, Run.status.in_(RESUMABLE))
+                .values(status="running", finished_at=None, message=None,
+                        host=socket.gethostname(), pid=os.getpid(),
+                        resumes=Run.resumes + 1))
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                raise StorageError(f"run {run_id} is not there to resume: it is "
+                                   "unknown, or no longer "
+                                   f"{', '.join(RESUMABLE)}")
+            chip_id = session.scalar(select(Run.chip_id).where(Run.id == run_id))
+            last = session.scalar(select(func.max(Point.seq))
+                                  .where(Point.run_id == run_id))
+            rows = session.execute(select(ArrayRecord.name, ArrayRecord.id)
+                                   .where(ArrayRecord.chip_id == chip_id))
+            arrays = {name: id_ for name, id_ in rows}
+            session.commit()
+        log.info("run %d resumed after point %s", run_id, last)
+        return cls(engine, run_id, arrays, 0 if last is None else last + 1)
 
     def set_csv_path(self, path: str) -> None:
         with Session(self.engine) as session:
@@ -219,40 +639,52 @@ class RunRecorder:
             run.csv_path = path
             session.commit()
 
+    def write(
+        self,
+        points: Sequence[dict[str, Any]] = (),
+        cells: Sequence[CellWrite] = (),
+        maps: Sequence[MapWrite] = (),
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Store points, cell updates and maps in one transaction.
+
+        Returns each point's sequence number and its data as stored. Nothing
+        of it is stored if the transaction fails or the process dies before
+        the commit.
+        """
+        at = now()
+        stored = [(self._seq + i, jsonable(data)) for i, data in enumerate(points)]
+        try:
+            with self.engine.begin() as conn:
+                if stored:
+                    conn.execute(insert(Point), [
+                        {"run_id": self.run_id, "seq": seq, "data": data}
+                        for seq, data in stored
+                    ])
+                if cells:
+                    self._write_cells(conn, cells, at)
+                if maps:
+                    conn.execute(insert(ConductanceMap),
+                                 [_map_row(self.run_id, m) for m in maps])
+        except BaseException:
+            self._cells.clear()  # cells made in the failed transaction are gone
+            self._loaded.clear()
+            raise
+        self._seq += len(stored)
+        return stored
+
     def add_point(self, data: dict[str, Any]) -> None:
         """Store one point and commit it at once."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(Point),
-                {"run_id": self.run_id, "seq": self._seq, "data": _jsonable(data)},
-            )
-        self._seq += 1
+        self.write([data])
 
     def add_map(
         self, array: str, kind: str, values_s: np.ndarray, read_voltage_v: float | None
     ) -> None:
-        values = np.ascontiguousarray(values_s, dtype="<f8")
-        with Session(self.engine) as session:
-            session.add(
-                ConductanceMap(
-                    run_id=self.run_id,
-                    array=array,
-                    kind=kind,
-                    rows=values.shape[0],
-                    cols=values.shape[1],
-                    read_voltage_v=read_voltage_v,
-                    values_s=values.tobytes(),
-                )
-            )
-            session.commit()
+        self.write(maps=[MapWrite(array, kind, values_s, read_voltage_v)])
 
     def add_result(self, item: int, label: str, metrics: dict[str, Any]) -> None:
         with Session(self.engine) as session:
-            session.add(
-                InferenceResult(
-                    run_id=self.run_id, item=item, label=label, metrics=_jsonable(metrics)
-                )
-            )
+            session.add(InferenceResult(run_id=self.run_id, item=item, label=label,
+                                        metrics=jsonable(metrics)))
             session.commit()
 
     def finish(
@@ -270,10 +702,174 @@ class RunRecorder:
             run.status = status
             run.finished_at = now()
             run.message = message
-            run.summary = _jsonable(summary) if summary is not None else None
+            run.summary = jsonable(summary) if summary is not None else None
             run.predicted_bench_s = predicted_bench_s
             session.commit()
         log.info("run %d %s%s", self.run_id, status, f": {message}" if message else "")
+
+    # Cells.
+
+    def _write_cells(self, conn: Connection, cells: Sequence[CellWrite],
+                     at: datetime) -> None:
+        known = [c for c in cells if c.array in self.arrays]
+        ids = self._cell_ids(conn, {(c.array, c.row, c.col) for c in known})
+        by_kind: dict[type, list[tuple[int, CellWrite]]] = {}
+        for cell in known:
+            cell_id = ids[cell.array, cell.row, cell.col]
+            by_kind.setdefault(type(cell), []).append((cell_id, cell))
+        for kind, entries in by_kind.items():
+            _CELL_WRITERS[kind](conn, self.run_id, at, entries)
+
+    def _cell_ids(self, conn: Connection,
+                  keys: set[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+        """Row ids of the cells, made for those no run touched before."""
+        for array in {a for a, _, _ in keys} - self._loaded:
+            self._load_cells(conn, array)
+        missing = keys - self._cells.keys()
+        if missing:
+            conn.execute(_insert_new(conn, CellRecord.__table__), [
+                {"array_id": self.arrays[a], "row": r, "col": c} for a, r, c in missing
+            ])
+            for array in {a for a, _, _ in missing}:
+                made = [(r, c) for a, r, c in missing if a == array]
+                self._load_cells(conn, array, made)
+        return self._cells
+
+    def _load_cells(self, conn: Connection, array: str,
+                    only: list[tuple[int, int]] | None = None) -> None:
+        cells = CellRecord.__table__.c
+        query = select(cells.id, cells.row, cells.col).where(
+            cells.array_id == self.arrays[array])
+        if only is not None:
+            query = query.where(tuple_(cells.row, cells.col).in_(only))
+        rows = conn.execute(query)
+        self._cells.update({(array, r, c): id_ for id_, r, c in rows})
+        self._loaded.add(array)
+
+
+def _insert_new(conn: Connection, table: Any) -> Any:
+    """An INSERT that leaves rows already there (another run made them)."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        return insert(table)
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+def _write_reads(conn: Connection, run_id: int, at: datetime,
+                 entries: list[tuple[int, Any]]) -> None:
+    cells = CellRecord.__table__
+    conn.execute(
+        update(cells).where(cells.c.id == bindparam("cell"))
+        .values(last_conductance_s=bindparam("g"), last_verified_at=at,
+                last_run_id=run_id),
+        [{"cell": id_, "g": _finite(c.conductance_s)} for id_, c in entries],
+    )
+    conn.execute(insert(CellEvent), [
+        {"cell_id": id_, "run_id": run_id, "at": at, "kind": "read",
+         "conductance_s": _finite(c.conductance_s)} for id_, c in entries
+    ])
+
+
+def _write_programmed(conn: Connection, run_id: int, at: datetime,
+                      entries: list[tuple[int, Any]]) -> None:
+    cells = CellRecord.__table__
+    conn.execute(
+        update(cells).where(cells.c.id == bindparam("cell"))
+        .values(last_conductance_s=bindparam("g"), last_verified_at=at,
+                last_run_id=run_id, target_s=bindparam("target"),
+                programmed_run_id=run_id, programmed_at=at,
+                pulses=cells.c.pulses + bindparam("n"), stuck=bindparam("is_stuck")),
+        [{"cell": id_, "g": _finite(c.final_s), "target": c.target_s, "n": c.pulses,
+          "is_stuck": c.stuck} for id_, c in entries],
+    )
+    conn.execute(insert(ProgrammingEntry), [
+        {"run_id": run_id, "cell_id": id_, "at": at, "target_s": c.target_s,
+         "final_s": c.final_s, "error": (c.final_s - c.target_s) / c.target_s,
+         "pulses": c.pulses, "rounds": c.rounds, "converged": c.converged,
+         "stuck": c.stuck, "writes": c.writes} for id_, c in entries
+    ])
+
+
+def _write_swept(conn: Connection, run_id: int, at: datetime,
+                 entries: list[tuple[int, Any]]) -> None:
+    cells = CellRecord.__table__
+    conn.execute(
+        update(cells).where(cells.c.id == bindparam("cell"))
+        .values(cycles=cells.c.cycles + bindparam("n"), last_run_id=run_id),
+        [{"cell": id_, "n": c.cycles} for id_, c in entries],
+    )
+    conn.execute(insert(CellEvent), [
+        {"cell_id": id_, "run_id": run_id, "at": at, "kind": "swept",
+         "conductance_s": None, "detail": jsonable({"cycles": c.cycles, **c.detail})}
+        for id_, c in entries
+    ])
+
+
+_CELL_WRITERS = {CellRead: _write_reads, CellProgrammed: _write_programmed,
+                 CellSwept: _write_swept}
+
+
+def _map_row(run_id: int, m: MapWrite) -> dict[str, Any]:
+    values = np.ascontiguousarray(m.values_s, dtype="<f8")
+    return {"run_id": run_id, "array": m.array, "kind": m.kind, "rows": values.shape[0],
+            "cols": values.shape[1], "read_voltage_v": m.read_voltage_v,
+            "values_s": values.tobytes()}
+
+
+def _register_station(session: Session, name: str, snapshot: dict[str, Any]) -> int:
+    """The station's row, with the identities its instruments just reported."""
+    at = now()
+    station_id = _ensure(session, StationRecord, {"name": name},
+                         {"first_seen": at, "last_seen": at})
+    session.execute(update(StationRecord).where(StationRecord.id == station_id)
+                    .values(last_seen=at, path=snapshot.get("path")))
+    models = {n: spec.get("model", "")
+              for n, spec in snapshot.get("instruments", {}).items()}
+    for inst, ident in snapshot.get("identities", {}).items():
+        key = {"station_id": station_id, "name": inst,
+               "serial": ident.get("serial", ""), "firmware": ident.get("firmware", "")}
+        identity_id = _ensure(session, InstrumentIdentity, key, {
+            "model": models.get(inst, ""),
+            "manufacturer": ident.get("manufacturer", ""),
+            "reported_model": ident.get("model", ""),
+            "first_seen": at, "last_seen": at,
+        })
+        session.execute(update(InstrumentIdentity)
+                        .where(InstrumentIdentity.id == identity_id)
+                        .values(last_seen=at))
+    return station_id
+
+
+def _register_chip(session: Session, name: str,
+                   spec: dict[str, Any] | None) -> tuple[int | None, dict[str, int]]:
+    """The chip's row and its arrays' ids (none for a station without a chip)."""
+    if not name or not spec:
+        return None, {}
+    chip_id = _ensure(session, ChipRecord, {"name": name},
+                      {"preset": spec.get("preset", ""), "registered_at": now()})
+    arrays = {}
+    for array, shape in spec.get("arrays", {}).items():
+        size = {"rows": shape["rows"], "cols": shape["cols"]}
+        key = {"chip_id": chip_id, "name": array}
+        arrays[array] = _ensure(session, ArrayRecord, key, size)
+        session.execute(update(ArrayRecord).where(ArrayRecord.id == arrays[array])
+                        .values(**size))
+    return chip_id, arrays
+
+
+def _ensure(session: Session, model: type[Base], key: dict[str, Any],
+            values: dict[str, Any]) -> int:
+    """The id of the row with these key values, made with ``values`` if there
+    is none (a run of another process making it at the same time included)."""
+    conn = session.connection()
+    conn.execute(_insert_new(conn, model.__table__), {**key, **values})
+    found = session.scalar(select(model.id).filter_by(**key))  # type: ignore[attr-defined]
+    assert found is not None
+    return found
 
 
 def mark_interrupted(engine: Engine) -> list[int]:
@@ -305,10 +901,49 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def list_runs(engine: Engine, limit: int = 50) -> list[Run]:
+# Reading ------------------------------------------------------------------------
+
+
+def list_runs(
+    engine: Engine,
+    limit: int = 50,
+    *,
+    chip: str | None = None,
+    procedure: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Run]:
+    """The latest runs, newest first, of a chip, procedure and status, started
+    at or after ``since`` and before ``until`` (naive times are local)."""
+    query = select(Run)
+    if chip is not None:
+        query = query.where(Run.chip_name == chip)
+    if procedure is not None:
+        query = query.where(Run.procedure == procedure)
+    if status is not None:
+        query = query.where(Run.status == status)
+    if since is not None:
+        query = query.where(Run.started_at >= _bound(engine, since))
+    if until is not None:
+        query = query.where(Run.started_at < _bound(engine, until))
     with Session(engine) as session:
-        query = select(Run).order_by(Run.id.desc()).limit(limit)
-        return list(session.scalars(query).all())
+        return list(session.scalars(query.order_by(Run.id.desc()).limit(limit)).all())
+
+
+def _bound(engine: Engine, moment: datetime) -> datetime:
+    utc = moment.astimezone(UTC)  # a naive time is taken as local
+    return utc.replace(tzinfo=None) if engine.dialect.name == "sqlite" else utc
+
+
+def point_counts(engine: Engine, run_ids: Iterable[int]) -> dict[int, int]:
+    """How many points each run has stored."""
+    ids = list(run_ids)
+    query = (select(Point.run_id, func.count()).where(Point.run_id.in_(ids))
+             .group_by(Point.run_id))
+    with engine.connect() as conn:
+        counts = {run_id: n for run_id, n in conn.execute(query)}
+    return {run_id: counts.get(run_id, 0) for run_id in ids}
 
 
 def get_run(engine: Engine, run_id: int) -> Run | None:
@@ -324,7 +959,8 @@ def run_points(engine: Engine, run_id: int) -> list[dict[str, Any]]:
 
 def run_maps(engine: Engine, run_id: int) -> list[ConductanceMap]:
     with Session(engine) as session:
-        query = select(ConductanceMap).where(ConductanceMap.run_id == run_id)
+        query = (select(ConductanceMap).where(ConductanceMap.run_id == run_id)
+                 .order_by(ConductanceMap.id))
         return list(session.scalars(query).all())
 
 
@@ -338,9 +974,134 @@ def run_results(engine: Engine, run_id: int) -> list[InferenceResult]:
         return list(session.scalars(query).all())
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays, paths and tuples converted."""
-    return json.loads(json.dumps(value, default=_default))
+def run_frame(engine: Engine, run_id: int, columns: Sequence[str] = ()) -> Any:
+    """A run's points as a pandas DataFrame: ``seq`` then the data columns
+    (``columns`` first, in that order, then any others the points hold)."""
+    import pandas as pd
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(Point.seq, Point.data).where(Point.run_id == run_id)
+                            .order_by(Point.seq)).all()
+    records = [{"seq": seq, **data} for seq, data in rows]
+    frame = pd.DataFrame.from_records(records, columns=_frame_columns(records, columns))
+    return frame
+
+
+def _frame_columns(records: list[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    order = ["seq", *columns]
+    for record in records:
+        order += [key for key in record if key not in order]
+    return list(dict.fromkeys(order))
+
+
+@dataclass
+class ChipState:
+    """What a chip's cells hold, array by array."""
+
+    chip: ChipRecord
+    arrays: list[ArrayRecord]
+    cells: dict[str, list[CellRecord]]  # by array name
+    runs: dict[int, Run]  # every run named by a cell
+
+
+def chip_state(engine: Engine, chip: str) -> ChipState | None:
+    with Session(engine) as session:
+        record = session.scalar(select(ChipRecord).where(ChipRecord.name == chip))
+        if record is None:
+            return None
+        arrays = list(session.scalars(select(ArrayRecord)
+                                      .where(ArrayRecord.chip_id == record.id)
+                                      .order_by(ArrayRecord.name)))
+        cells: dict[str, list[CellRecord]] = {}
+        run_ids: set[int] = set()
+        for array in arrays:
+            cells[array.name] = list(session.scalars(
+                select(CellRecord).where(CellRecord.array_id == array.id)
+                .order_by(CellRecord.row, CellRecord.col)))
+            for cell in cells[array.name]:
+                run_ids.update(i for i in (cell.programmed_run_id, cell.last_run_id)
+                               if i is not None)
+        named = session.scalars(select(Run).where(Run.id.in_(run_ids)))
+        runs = {r.id: r for r in named}
+        return ChipState(record, arrays, cells, runs)
+
+
+@dataclass
+class CellHistory:
+    """One cell's present state and everything runs did to it, oldest first."""
+
+    cell: CellRecord
+    events: list[dict[str, Any]]
+
+
+def cell_history(engine: Engine, chip: str, array: str, row: int,
+                 col: int) -> CellHistory | None:
+    with Session(engine) as session:
+        cell = session.scalar(
+            select(CellRecord).join(ArrayRecord).join(ChipRecord)
+            .where(ChipRecord.name == chip, ArrayRecord.name == array,
+                   CellRecord.row == row, CellRecord.col == col))
+        if cell is None:
+            return None
+        events = [
+            {"at": as_utc(e.at), "run": e.run_id, "kind": e.kind,
+             "conductance_s": e.conductance_s, "detail": e.detail or {}}
+            for e in session.scalars(select(CellEvent)
+                                     .where(CellEvent.cell_id == cell.id))
+        ]
+        events += [
+            {"at": as_utc(p.at), "run": p.run_id, "kind": "programmed",
+             "conductance_s": p.final_s,
+             "detail": {"target_s": p.target_s, "error": p.error, "pulses": p.pulses,
+                        "rounds": p.rounds, "converged": p.converged, "stuck": p.stuck,
+                        "writes": p.writes}}
+            for p in session.scalars(select(ProgrammingEntry)
+                                     .where(ProgrammingEntry.cell_id == cell.id))
+        ]
+        runs = {e["run"] for e in events}
+        procedures = dict(session.execute(select(Run.id, Run.procedure)
+                                          .where(Run.id.in_(runs))).all())
+        for e in events:
+            e["procedure"] = procedures.get(e["run"])
+        events.sort(key=lambda e: (e["at"], e["run"]))
+        return CellHistory(cell, events)
+
+
+def station_identities(engine: Engine, station: str) -> list[InstrumentIdentity]:
+    """Every identity a station's instruments reported, oldest first."""
+    with Session(engine) as session:
+        return list(session.scalars(
+            select(InstrumentIdentity).join(StationRecord)
+            .where(StationRecord.name == station)
+            .order_by(InstrumentIdentity.name, InstrumentIdentity.first_seen)))
+
+
+# Values ------------------------------------------------------------------------
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: numpy scalars and arrays, paths and tuples converted.
+
+    JSON has no NaN or infinity: such numbers are stored as null.
+    """
+    try:
+        return json.loads(json.dumps(value, default=_default, allow_nan=False))
+    except ValueError:  # a NaN or infinity somewhere in it
+        return _nulled(json.loads(json.dumps(value, default=_default)))
+
+
+def _nulled(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nulled(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulled(v) for v in value]
+    return value
 
 
 def _default(value: Any) -> Any:
@@ -353,3 +1114,4 @@ def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"cannot store a {type(value).__name__}")
+

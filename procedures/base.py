@@ -3,12 +3,15 @@
 A labctl procedure is a pymeasure :class:`~pymeasure.experiment.Procedure`:
 its Parameters, ``DATA_COLUMNS``, ``emit`` and ``should_stop`` work with
 pymeasure's own tools. The runner gives it ``self.rig`` (the station's
-instruments behind the safety guard) and ``self.sink`` (where maps and
-results beyond the data columns are stored) before ``startup``.
+instruments behind the safety guard) and ``self.sink`` (where maps, results
+and what the run did to cells are stored, beyond the data columns) before
+``startup``. A procedure that can be continued after a stop overrides
+:meth:`LabProcedure.resume_from`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -18,6 +21,7 @@ from labctl.station import Station
 
 if TYPE_CHECKING:
     from labctl.rig import Rig
+    from labctl.storage import CellWrite
 
 
 class ParameterError(ValueError):
@@ -31,12 +35,18 @@ class Sink(Protocol):
 
     def add_result(self, item: int, label: str, metrics: dict[str, Any]) -> None: ...
 
+    def add_cells(self, cells: Sequence[CellWrite]) -> None:
+        """Cells read, programmed or swept; stored with the next point."""
+
 
 class _NullSink:
     def add_map(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def add_result(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_cells(self, *args: Any, **kwargs: Any) -> None:
         pass
 
 
@@ -78,6 +88,15 @@ class LabProcedure(Procedure):
         if col is not None:
             self.require(col < cols, f"{self.NAME}: col = {col}: array {array} has "
                          f"{cols} wired columns (0..{cols - 1})")
+
+    def resume_from(self, points: list[dict[str, Any]],
+                    maps: dict[str, np.ndarray]) -> None:
+        """Take up a run after the points it stored, to measure only the rest.
+
+        ``maps`` holds the run's stored maps by kind (the last of each kind).
+        Called after :meth:`check`, before ``startup``.
+        """
+        raise ParameterError(f"{self.NAME} runs cannot be resumed; start a new run")
 
     def progress(self, done: int, total: int) -> None:
         self.emit("progress", 100.0 * done / max(total, 1))

@@ -8,14 +8,20 @@ channel measures the selected cell's current alone.
 
 The sweep goes 0 → ``v_max`` → 0 → ``v_min`` → 0 for each cycle: a SET on
 the positive branch and a RESET on the negative one show as a hysteresis loop.
+
+A resumed sweep goes on at the level after the last one stored, straight from
+0 V (the levels in between are not swept again).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
 from labctl.station import Station
+from labctl.storage import CellSwept
 from procedures.base import LabProcedure
 
 
@@ -34,6 +40,9 @@ class IVSweep(LabProcedure):
     cycles = IntegerParameter("Cycles", minimum=1, maximum=1000, default=1)
 
     DATA_COLUMNS = ["Cycle", "Voltage (V)", "Current (A)", "Compliance"]
+
+    #: Points of the sweep an earlier part of the run stored.
+    points_stored = 0
 
     def check(self, station: Station) -> None:
         limits = station.limits
@@ -78,26 +87,45 @@ class IVSweep(LabProcedure):
             for ch in (self.drive, self.bias, self.sense):
                 ch.output_enabled = True
 
+    def resume_from(self, points: list[dict[str, Any]], maps: dict[str, Any]) -> None:
+        self.points_stored = len(points)
+
     def execute(self) -> None:
         levels = self.levels()
-        total = self.cycles * len(levels)
-        done = 0
-        for cycle in range(self.cycles):
-            for level in levels:
+        plan = [(cycle, float(level))
+                for cycle in range(self.cycles) for level in levels]
+        start = done = self.points_stored
+        peak_a = 0.0
+        try:
+            for cycle, level in plan[start:]:
                 with self.rig.batch():
-                    self.drive.source_voltage = float(level)
-                    self.bias.source_voltage = float(level) / 2
+                    self.drive.source_voltage = level
+                    self.bias.source_voltage = level / 2
                     current = -self.sense.measure_current()
                 tripped = abs(current) >= 0.999 * self.compliance
                 self.emit("results", {
-                    "Cycle": cycle, "Voltage (V)": float(level),
+                    "Cycle": cycle, "Voltage (V)": level,
                     "Current (A)": current, "Compliance": int(tripped),
                 })
                 done += 1
-                self.progress(done, total)
+                peak_a = max(peak_a, abs(current))
+                self.progress(done, len(plan))
                 if self.should_stop():
                     return
+        finally:
+            self._record_cycles(start, done, len(levels), peak_a)
         self.summary.update(self._figures(levels))
+
+    def _record_cycles(self, start: int, done: int, per_cycle: int,
+                       peak_a: float) -> None:
+        """The cell's history: the cycles this part of the run completed."""
+        if done == start:
+            return
+        self.sink.add_cells([CellSwept(
+            self.array, self.row, self.col, done // per_cycle - start // per_cycle,
+            {"points": done - start, "v_max": self.v_max, "v_min": self.v_min,
+             "compliance_a": self.compliance, "peak_current_a": peak_a},
+        )])
 
     def _figures(self, levels: np.ndarray) -> dict[str, float]:
         return {"points": int(self.cycles * len(levels))}

@@ -3,18 +3,22 @@
 The targets come from a ``.npy`` file (siemens, rows × columns of the wired
 lines) or from a named pattern between ``g_low`` and ``g_high``:
 ``checkerboard``, ``gradient`` or ``random``. Each cell's programming log
-(pulses, rounds, final conductance, error, converged, stuck) is one point.
+(pulses, rounds, final conductance, error, converged, stuck) is one point,
+and goes to the cell's history. A resumed run programs only the cells its run
+has not stored, toward the targets it stored.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
 from labctl.engine.writeverify import CellLog, WriteVerify, WriteVerifyConfig
 from labctl.station import Station
+from labctl.storage import CellProgrammed
 from procedures.base import LabProcedure, ParameterError
 
 PATTERNS = ("checkerboard", "gradient", "random")
@@ -42,6 +46,10 @@ class ProgramMap(LabProcedure):
 
     DATA_COLUMNS = ["Row", "Column", "Target (S)", "Conductance (S)", "Error",
                     "Pulses", "Rounds", "Converged", "Stuck"]
+
+    #: Cells an earlier part of the run programmed.
+    stored: list[CellLog] = []
+    resumed = False
 
     def check(self, station: Station) -> None:
         limits = station.limits
@@ -102,14 +110,26 @@ class ProgramMap(LabProcedure):
         )
         self.writer = WriteVerify(self.rig, self.array, config)
 
+    def resume_from(self, points: list[dict[str, Any]], maps: dict[str, Any]) -> None:
+        if "target" in maps:
+            self.planned = maps["target"]
+        self.stored = [cell_log(p) for p in points]
+        self.resumed = True
+
     def execute(self) -> None:
         targets = self.planned
-        self.sink.add_map(self.array, "target", targets, None)
+        if not self.resumed:
+            self.sink.add_map(self.array, "target", targets, None)
         final = np.full(targets.shape, np.nan)
+        done = np.zeros(targets.shape, dtype=bool)
+        for entry in self.stored:
+            final[entry.row, entry.col] = entry.final_s
+            done[entry.row, entry.col] = True
         total = targets.size
 
         def on_cell(entry: CellLog) -> None:
             final[entry.row, entry.col] = entry.final_s
+            self.sink.add_cells([programmed(self.array, entry)])
             self.emit("results", {
                 "Row": entry.row, "Column": entry.col, "Target (S)": entry.target_s,
                 "Conductance (S)": entry.final_s, "Error": entry.error,
@@ -118,9 +138,22 @@ class ProgramMap(LabProcedure):
             })
             self.progress(int(np.isfinite(final).sum()), total)
 
-        logs = self.writer.program(targets, on_cell=on_cell)
+        logs = self.writer.program(targets, on_cell=on_cell, done=done)
         self.sink.add_map(self.array, "programmed", final, self.read_voltage)
-        self.summary.update(summarize(logs))
+        self.summary.update(summarize(self.stored + logs))
+
+
+def cell_log(point: dict[str, Any]) -> CellLog:
+    """A cell's programming log from its stored point."""
+    return CellLog(point["Row"], point["Column"], point["Target (S)"],
+                   point["Conductance (S)"], point["Pulses"], point["Rounds"],
+                   bool(point["Converged"]), bool(point["Stuck"]))
+
+
+def programmed(array: str, entry: CellLog) -> CellProgrammed:
+    """What write-verify did to a cell, for its history."""
+    return CellProgrammed(array, entry.row, entry.col, entry.target_s, entry.final_s,
+                          entry.pulses, entry.rounds, entry.converged, entry.stuck)
 
 
 def summarize(logs: list[CellLog]) -> dict[str, float]:

@@ -4,14 +4,18 @@ Each cell in turn: its row on the drive channel at ``read_voltage``, its
 column on a sense channel at 0 V. The other lines are grounded (the sense
 channel then measures the selected cell alone) or left floating (sneak paths
 through unselected cells add to the reading, as on a bare passive array).
+A resumed map reads only the cells its run has not stored.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from pymeasure.experiment import FloatParameter, ListParameter, Parameter
 
 from labctl.station import Station
+from labctl.storage import CellRead
 from procedures.base import LabProcedure
 
 
@@ -29,6 +33,9 @@ class ReadMap(LabProcedure):
                                 default=1e-3)
 
     DATA_COLUMNS = ["Row", "Column", "Current (A)", "Conductance (S)"]
+
+    #: Conductances (S) an earlier part of the run stored, by (row, column).
+    stored: dict[tuple[int, int], float] = {}
 
     def check(self, station: Station) -> None:
         limits = station.limits
@@ -54,6 +61,12 @@ class ReadMap(LabProcedure):
                 ch.current_limit = self.compliance
                 ch.output_enabled = True
 
+    def resume_from(self, points: list[dict[str, Any]], maps: dict[str, Any]) -> None:
+        self.stored = {
+            (p["Row"], p["Column"]): np.nan if p["Conductance (S)"] is None
+            else p["Conductance (S)"] for p in points
+        }
+
     def execute(self) -> None:
         rig = self.rig
         roles = rig.station.roles
@@ -61,6 +74,8 @@ class ReadMap(LabProcedure):
         other = rig.ground_bus if self.unselected == "grounded" else None
         rows, cols = self.lines.n_rows, self.lines.n_cols
         conductance = np.full((rows, cols), np.nan)
+        for (r, c), g in self.stored.items():
+            conductance[r, c] = g
         try:
             self._scan(conductance, drive_bus, sense_bus, other)
         finally:  # a stopped or failed map keeps the cells it read
@@ -72,14 +87,17 @@ class ReadMap(LabProcedure):
         rows, cols = conductance.shape
         for r in range(rows):
             for c in range(cols):
+                if (r, c) in self.stored:
+                    continue
                 with rig.batch():
                     self.drive.source_voltage = 0.0
                     self.lines.select(r, c, drive_bus, sense_bus, other, other)
                     self.drive.source_voltage = self.read_voltage
                     current = -self.sense.measure_current()
-                conductance[r, c] = current / self.read_voltage
+                g = conductance[r, c] = current / self.read_voltage
+                self.sink.add_cells([CellRead(self.array, r, c, g)])
                 self.emit("results", {"Row": r, "Column": c, "Current (A)": current,
-                                      "Conductance (S)": conductance[r, c]})
+                                      "Conductance (S)": g})
                 self.progress(r * cols + c + 1, rows * cols)
                 if self.should_stop():
                     return
