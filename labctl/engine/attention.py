@@ -5,9 +5,11 @@ inputs for all-MiniLM-L6-v2) are mapped to differential conductance pairs,
 cut into tiles the size of the array lines the station reaches, and run tile
 by tile: each tile is programmed by write-verify, then every token's input
 slice is multiplied on it by the analog MAC, and the tile's partial sums are
-added on the host. The biases, the scores q·kᵀ, the softmax and the weighted
-sum of the values run on the host in this version; :data:`PLACEMENT` says so
-and the run's summary repeats it.
+added on the host. The biases and the softmax run on the host; the scores
+q·kᵀ and the weighted sum of the values run on the host by default or, as
+the config asks, on the chip as dynamic MACs (each sentence's keys or values
+written into the array, then multiplied on). :meth:`HeadConfig.placement`
+says where each ran and the run's summary repeats it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labctl.engine import reference
+from labctl.engine.chips import RigChip
 from labctl.engine.mac import AnalogMac, MacConfig
 from labctl.engine.mapping import DifferentialMapping, Tile
+from labctl.engine.placement import ChipOperations, Placement
+from labctl.engine.readout import ReadChainConfig
 from labctl.engine.writeverify import CellLog, WriteVerify, WriteVerifyConfig
 from labctl.rig import Rig
 from labctl.workload import Extract
@@ -31,6 +36,7 @@ PLACEMENT = {
     "softmax": "host",
     "context softmax·v": "host",
 }
+"""Where each operation of the head runs by default."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,16 @@ class HeadConfig:
     g_high_s: float = 85e-6
     write: WriteVerifyConfig = field(default_factory=WriteVerifyConfig)
     mac: MacConfig = field(default_factory=MacConfig)
+    chain: ReadChainConfig | None = None  # the sense channels' readings as they are
+    scores_on_chip: bool = False
+    context_on_chip: bool = False
+
+    def placement(self) -> dict[str, str]:
+        """Where each operation of the head runs."""
+        dynamic = "chip (dynamic MAC, operands written at run time)"
+        return {**PLACEMENT,
+                "scores q·kᵀ": dynamic if self.scores_on_chip else "host",
+                "context softmax·v": dynamic if self.context_on_chip else "host"}
 
 
 @dataclass
@@ -51,6 +67,8 @@ class SentenceResult:
     cosine_context: np.ndarray  # per token
     cosine_qkv: np.ndarray  # (3,) mean per projection
     top1_agreement: float
+    attention_chip: np.ndarray  # (tokens, tokens): softmax over keys, per query
+    attention_reference: np.ndarray  # the same in float64
 
 
 @dataclass
@@ -76,7 +94,7 @@ class OnChipHead:
         stacked = np.vstack([self.weights.wq, self.weights.wk, self.weights.wv])
         self.mapping = DifferentialMapping(stacked, config.g_low_s, config.g_high_s)
         self.writer = WriteVerify(rig, config.array, config.write)
-        self.mac = AnalogMac(rig, config.array, config.mac)
+        self.mac = AnalogMac(rig, config.array, config.mac, config.chain)
         lines = self.writer.lines
         self.tiles = self.mapping.tiles(lines.n_rows - lines.n_rows % 2, lines.n_cols)
         count = len(extract.sentences) if config.sentences is None else config.sentences
@@ -98,19 +116,33 @@ class OnChipHead:
         for tile in self.tiles:
             logs = self.writer.program(tile.targets_s, on_cell=on_cell)
             cells.extend(logs)
+            self.mac.calibrate(tile.targets_s, tile.index)
             width = tile.outputs.stop - tile.outputs.start
             partial = self.mac.run(x[:, tile.inputs], width)
             out[:, tile.outputs] += partial / scale
             if on_tile is not None:
                 on_tile(tile, logs)
-        result = self.compare(out)
+        result = self.compare(out, self._dynamic_operations())
         result.cells = cells
         result.tiles = len(self.tiles)
         result.mac_rounds = self.mac.rounds
         return out, result
 
-    def compare(self, qkv_chip: np.ndarray) -> HeadResult:
-        """Finish the head on the host from the chip's projections; compare."""
+    def _dynamic_operations(self) -> ChipOperations | None:
+        """The chip's scores and context, if the config puts either on it."""
+        cfg = self.config
+        if not (cfg.scores_on_chip or cfg.context_on_chip):
+            return None
+        place = Placement.preset("host").with_changes({
+            "scores": "chip" if cfg.scores_on_chip else "host",
+            "context": "chip" if cfg.context_on_chip else "host"})
+        chip = RigChip(self.rig, cfg.array, cfg.write, cfg.mac, cfg.chain)
+        return ChipOperations(chip, place)
+
+    def compare(self, qkv_chip: np.ndarray,
+                ops: ChipOperations | None = None) -> HeadResult:
+        """Finish the head from the chip's projections, the scores and context
+        on the host or through ``ops``; compare with float64."""
         w = self.weights
         d = w.wq.shape[0]
         q_all = qkv_chip[:, :d] + w.bq
@@ -124,7 +156,8 @@ class OnChipHead:
             sl = slice(start, start + n)
             start += n
             ref = reference.head_forward(x, w)
-            chip = reference.head_forward(x, w, q=q_all[sl], k=k_all[sl], v=v_all[sl])
+            chip = reference.head_forward(x, w, q=q_all[sl], k=k_all[sl], v=v_all[sl],
+                                          ops=ops)
             qkv = np.array([
                 reference.cosine_per_token(chip.q, ref.q).mean(),
                 reference.cosine_per_token(chip.k, ref.k).mean(),
@@ -134,5 +167,6 @@ class OnChipHead:
             results.append(SentenceResult(
                 i, self.extract.sentences[i],
                 reference.cosine_per_token(chip.context, ref.context), qkv, top1,
+                chip.probs, ref.probs,
             ))
         return HeadResult(results, [], len(self.tiles), self.mac.rounds)

@@ -9,6 +9,11 @@ others on ground. Each sense channel then reads one column's current, the sum
 over the array's cells: the analog MAC of that bit plane. The host adds the
 planes with their weights 2^b. Columns not being sensed are grounded, so every
 line sits at a fixed potential and no sneak path adds to a column's current.
+
+With a read chain (:mod:`labctl.engine.readout`) each reading goes through
+the column's modelled transimpedance stage and ADC, and through the column's
+calibration once :meth:`AnalogMac.calibrate` measured one. Inputs fixed at 1
+(a bias's rows) are read in a round of their own: :meth:`AnalogMac.fixed`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labctl.engine.readout import (
+    ColumnCalibration,
+    ReadChain,
+    ReadChainConfig,
+    calibration_patterns,
+    expected_currents,
+)
 from labctl.rig import Rig
 
 
@@ -32,7 +44,8 @@ class MacConfig:
 class AnalogMac:
     """Bit-serial vector-matrix products on one array through the matrix."""
 
-    def __init__(self, rig: Rig, array: str, config: MacConfig) -> None:
+    def __init__(self, rig: Rig, array: str, config: MacConfig,
+                 chain: ReadChainConfig | None = None) -> None:
         self.rig = rig
         self.config = config
         roles = rig.station.roles
@@ -47,6 +60,8 @@ class AnalogMac:
         rig.guard.check_level(roles.drive, config.read_voltage_v, "read level")
         self.messages = 0  # bus messages of multiply rounds
         self.rounds = 0  # bit-plane rounds (readings of the sense channels)
+        self.chain = ReadChain(chain, self.lines.n_cols) if chain else None
+        self.calibration: ColumnCalibration | None = None
 
     def prepare(self) -> None:
         with self.rig.batch():
@@ -97,11 +112,64 @@ class AnalogMac:
                 planes = self._planes(mag[t], sign[t])
                 if planes:
                     currents = self._rounds(planes, readings, v)
+                    if self.chain is not None:
+                        currents = self._read_out(currents, cols)
                     weights = np.array([2.0**b for b, _ in planes])
                     acc[t, cols] += weights @ currents / v
                 if on_vector is not None:
                     on_vector(t)
         return acc * step[:, None]
+
+    def fixed(self, n_in: int, n_cols: int, vectors: int) -> np.ndarray:
+        """Σ_i (G⁺ − G⁻)_ij of the first ``n_in`` inputs all at 1, in siemens.
+
+        One round per vector, every pair's G⁺ row at +V and G⁻ row at −V:
+        the rows of a bias. Returns ``(vectors, n_cols)``.
+        """
+        ones = np.ones((vectors, n_in))
+        return self._patterns(ones, n_cols) / self.config.read_voltage_v
+
+    def calibrate(self, targets_s: np.ndarray, tile_index: int) -> None:
+        """Set the read chain's full scale for a programmed tile and fit each
+        column's gain and offset on reference patterns (if configured)."""
+        if self.chain is None:
+            return
+        self.calibration = None
+        v = self.config.read_voltage_v
+        self.chain.set_full_scale(targets_s, v)
+        if not self.chain.config.calibrate:
+            return
+        n_in, n_cols = targets_s.shape[0] // 2, targets_s.shape[1]
+        patterns = calibration_patterns(self.chain.config, n_in, tile_index)
+        measured = self._patterns(patterns, n_cols)
+        self.calibration = ColumnCalibration.fit(
+            measured, expected_currents(patterns, targets_s, v))
+
+    def _patterns(self, patterns: np.ndarray, n_cols: int) -> np.ndarray:
+        """Column currents, A, of ±1 input patterns, one round each."""
+        v = self.config.read_voltage_v
+        out = np.zeros((len(patterns), n_cols))
+        self.prepare()
+        for j0 in range(0, n_cols, len(self.sense)):
+            cols = list(range(j0, min(j0 + len(self.sense), n_cols)))
+            self._sense_columns(cols)
+            readings = self.rig.readings(self.sense[: len(cols)])
+            for k, pattern in enumerate(patterns):
+                self.rig.check_stop()
+                planes = self._planes(np.abs(pattern).astype(np.int64), pattern)
+                currents = self._rounds(planes, readings, v)
+                if self.chain is not None:
+                    currents = self._read_out(currents, cols)
+                out[k, cols] = currents[0]
+        return out
+
+    def _read_out(self, currents: np.ndarray, cols: list[int]) -> np.ndarray:
+        chain = self.chain
+        assert chain is not None
+        currents = chain.convert(currents, cols)
+        if self.calibration is not None:
+            currents = self.calibration.apply(currents, cols)
+        return currents
 
     def _sense_columns(self, cols: list[int]) -> None:
         buses = [self.ground] * self.lines.n_cols

@@ -16,9 +16,11 @@ these steps on the chip passes its measured ``q``, ``k`` or ``v`` to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from labctl.engine.encoder import attention
 from labctl.workload import HeadWeights
 
 
@@ -81,6 +83,7 @@ def head_forward(
     q: np.ndarray | None = None,
     k: np.ndarray | None = None,
     v: np.ndarray | None = None,
+    ops: Any = None,
 ) -> HeadOutput:
     """Run one attention head on one sentence in float64.
 
@@ -93,6 +96,10 @@ def head_forward(
     q, k, v : numpy.ndarray, optional
         Queries, keys or values computed elsewhere (on the chip), shape
         ``(n, head_dim)``; each one not given is projected from ``x``.
+    ops : labctl.engine.encoder.Operations, optional
+        Where the scores, the softmax's exponentials and the context are
+        computed (:class:`labctl.engine.placement.ChipOperations`); in
+        float64 here when not given.
 
     Returns
     -------
@@ -106,9 +113,12 @@ def head_forward(
     k = _given_or_projected(k, x, weights.wk, weights.bk, "k")
     v = _given_or_projected(v, x, weights.wv, weights.bv, "v")
 
-    scores = q @ k.T / np.sqrt(q.shape[1])
-    probs = softmax(scores)
-    context = probs @ v
+    if ops is None:
+        scores = q @ k.T / np.sqrt(q.shape[1])
+        probs = softmax(scores)
+        context = probs @ v
+    else:
+        scores, probs, context = attention(q, k, v, ops, f"head {weights.head}")
     return HeadOutput(q=q, k=k, v=v, scores=scores, probs=probs, context=context)
 
 

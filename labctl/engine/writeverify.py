@@ -13,6 +13,10 @@ RESET pulses downward), applies that train, reads again, and updates its
 estimate of the cell's response from what the train did. A cell that does
 not move is reported stuck; a cell that does not reach its tolerance within
 ``max_rounds`` is reported unconverged. No cell is looped on forever.
+
+:class:`FixedStepWriteVerify` is the baseline it is measured against
+(``bench/writeverify.py``): identical small pulses of one fixed amplitude per
+polarity, one pulse per verify read, under the same tolerance and round limit.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ class WriteVerifyConfig:
     each cell's response, which the algorithm then learns cell by cell.
     """
 
-    tolerance: float = 0.02  # relative error accepted
+    tolerance: float = 0.02  # relative error a programmed cell must be within
+    # A cell is left once a reading is within (1 - verify_margin) of the
+    # tolerance: the verify read's own noise then rarely hides a cell outside.
+    verify_margin: float = 0.25
     set_voltage_v: float = 1.2  # largest SET amplitude
     reset_voltage_v: float = -1.1  # largest RESET amplitude
     width_s: float = 10e-6
@@ -46,7 +53,7 @@ class WriteVerifyConfig:
     read_voltage_v: float = 0.2
     max_rounds: int = 12
     max_train: int = 32
-    g_min_s: float = 10e-6
+    g_min_s: float = 0.25e-6
     g_max_s: float = 100e-6
     set_threshold_v: float = 0.8
     reset_threshold_v: float = -0.7
@@ -170,8 +177,10 @@ class WriteVerify:
         self,
         targets_s: np.ndarray,
         on_cell: Callable[[CellLog], None] | None = None,
+        done: np.ndarray | None = None,
     ) -> list[CellLog]:
-        """Program every cell of ``targets_s`` (rows × cols of the wired lines)."""
+        """Program every cell of ``targets_s`` (rows × cols of the wired lines)
+        but those ``done`` marks True (programmed before, left as they are)."""
         rows, cols = targets_s.shape
         if rows > self.lines.n_rows or cols > self.lines.n_cols:
             raise ValueError(
@@ -181,6 +190,8 @@ class WriteVerify:
         self.prepare()
         logs = []
         for r, c in self._order(rows, cols):
+            if done is not None and done[r, c]:
+                continue
             self.rig.check_stop()
             entry = self._program_cell(r, c, float(targets_s[r, c]))
             logs.append(entry)
@@ -238,18 +249,38 @@ class WriteVerify:
             down.gain = down_gain
         return up, down
 
+    def _first_reading(self, r: int, c: int) -> tuple[float, bool]:
+        """A cell's present conductance, S, and whether it is selected now.
+
+        A cell this write-verify read before starts from that reading and is
+        selected with its first train; one never read is selected and read
+        in one message.
+        """
+        g = float(self.verified_s[r, c])
+        if g == g:
+            return g, False
+        with self.rig.batch():
+            self._select(r, c)
+            return self.read(), True
+
+    def _finish(self, r: int, c: int, target: float, g: float, stuck: bool) -> bool:
+        """Keep the cell's last reading; log it if it missed; True if converged."""
+        self.verified_s[r, c] = g
+        converged = abs(g - target) <= self.config.tolerance * target
+        if not converged:
+            log.info("%s cell (%d, %d): %.2f µS, target %.2f µS%s",
+                     self.lines.array, r, c, g * 1e6, target * 1e6,
+                     " (stuck)" if stuck else " (not converged)")
+        return converged
+
     def _program_cell(self, r: int, c: int, target: float) -> CellLog:
         cfg = self.config
-        g = float(self.verified_s[r, c])
-        selected = np.isnan(g)
-        if selected:  # never read: the selection and a first read, one message
-            with self.rig.batch():
-                self._select(r, c)
-                g = self.read()
+        g, selected = self._first_reading(r, c)
         up, down = self._responses(r, c)
         pulses = rounds = still = 0
         stuck = False
-        while abs(g - target) > cfg.tolerance * target and rounds < cfg.max_rounds:
+        accept = cfg.tolerance * (1 - cfg.verify_margin) * target
+        while abs(g - target) > accept and rounds < cfg.max_rounds:
             rounds += 1
             setting = g < target
             response, limit = (up, cfg.g_max_s) if setting else (down, cfg.g_min_s)
@@ -269,16 +300,51 @@ class WriteVerify:
             if still >= 3 and n == cfg.max_train and level == response.limit_v:
                 stuck = True
                 break
-        self.verified_s[r, c] = g
         for k, response in enumerate((up, down)):
             if response.learned:
                 self.learned_gain[k, r, c] = response.gain
-        converged = abs(g - target) <= cfg.tolerance * target
-        if not converged:
-            log.info("%s cell (%d, %d): %.2f µS, target %.2f µS%s",
-                     self.lines.array, r, c, g * 1e6, target * 1e6,
-                     " (stuck)" if stuck else " (not converged)")
+        converged = self._finish(r, c, target, g, stuck)
         return CellLog(r, c, target, g, pulses, rounds, converged, stuck)
+
+
+class FixedStepWriteVerify(WriteVerify):
+    """The baseline write-verify: one small pulse of fixed amplitude per read.
+
+    Each round is one pulse and one verify read: a SET pulse while the cell
+    is below its target, a RESET pulse while above. Both amplitudes are fixed
+    for the whole run, chosen from the chip's nominal response so that one
+    pulse moves ``step_fraction`` of the way to the end of the window; small
+    enough that a step near the lowest targets stays inside the tolerance
+    band, at the price of many pulses toward high targets. Tolerance, verify
+    margin and round limit are the config's, as for the adaptive one.
+    """
+
+    def __init__(self, rig: Rig, array: str, config: WriteVerifyConfig,
+                 step_fraction: float = 0.004) -> None:
+        super().__init__(rig, array, config)
+        if not 0 < step_fraction < 1:
+            raise ValueError(f"step_fraction: {step_fraction} must be in (0, 1)")
+        up, down = self._responses(0, 0)  # nothing learned yet: the nominal ones
+        self.set_level_v = up.level_for(step_fraction)
+        self.reset_level_v = down.level_for(step_fraction)
+
+    def _program_cell(self, r: int, c: int, target: float) -> CellLog:
+        cfg = self.config
+        g, selected = self._first_reading(r, c)
+        rounds = 0
+        accept = cfg.tolerance * (1 - cfg.verify_margin) * target
+        while abs(g - target) > accept and rounds < cfg.max_rounds:
+            rounds += 1
+            level = self.set_level_v if g < target else self.reset_level_v
+            with self.rig.batch():
+                if not selected:
+                    self._select(r, c)
+                    selected = True
+                self.pulses(1, level)
+                g = self.read()
+        converged = self._finish(r, c, target, g, False)
+        return CellLog(r, c, target, g, rounds, rounds, converged, False)
+
 
 
 def _plan(g: float, target: float, limit: float, response: _Response,
@@ -317,3 +383,74 @@ def _seen_fraction(before: float, after: float, limit: float, n: int) -> float |
     return 1 - ratio ** (1 / n)
 
 
+
+
+@dataclass(frozen=True)
+class Responses:
+    """Many cells' pulse responses for the next train, one polarity each.
+
+    The same response as :class:`_Response`, one element per cell: a SET
+    response for a cell below its target, a RESET response above it.
+    """
+
+    threshold_v: np.ndarray
+    exponent: np.ndarray
+    gain: np.ndarray
+    limit_v: np.ndarray
+    learned: np.ndarray  # bool
+
+
+def plan_trains(g: np.ndarray, target: np.ndarray, limit: np.ndarray,
+                response: Responses,
+                cfg: WriteVerifyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The next train of many cells at once: :func:`_plan` on arrays.
+
+    Returns the amplitude (V) and the pulse count of each cell's train; a
+    test holds it equal to :func:`_plan` cell by cell.
+    """
+    r = response
+    span = np.abs(limit - g)
+    err = np.abs(target - g)
+    share = np.where(~r.learned, 0.8,
+                     np.where(err > 3 * cfg.tolerance * target, 0.95, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aim = np.clip(share * err / span, 0.0, 1.0 - 1e-15)
+    largest = _fractions(r, r.limit_v)
+    # the fewest pulses 1, 2, 4, … whose per-pulse share stays within reach
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.log1p(-aim) / np.log1p(-largest)
+    n = np.exp2(np.ceil(np.log2(np.maximum(need, 1.0))))
+    n = np.minimum(n, cfg.max_train).astype(np.int64)
+    per_pulse = -np.expm1(np.log1p(-aim) / n)
+    fraction = np.minimum(per_pulse, largest)
+    over = (-np.log1p(-fraction) / r.gain) ** (1 / r.exponent)
+    level = r.threshold_v * (1 + over)
+    low = 1.02 * r.threshold_v
+    level = np.where(r.threshold_v > 0, np.maximum(level, low), np.minimum(level, low))
+    beyond = (span <= 0) | (err >= span)
+    return np.where(beyond, r.limit_v, level), np.where(beyond, cfg.max_train, n)
+
+
+def learn_gains(response: Responses, level_v: np.ndarray, before: np.ndarray,
+                after: np.ndarray, limit: np.ndarray,
+                n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gains trains taught many cells: :meth:`_Response.learn` on arrays.
+
+    Returns the new gain of each cell and whether its train moved it the
+    right way (only those cells learn).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (limit - after) / (limit - before)
+    moved = (ratio > 0) & (ratio < 1)
+    seen = -np.expm1(np.log(np.where(moved, ratio, 0.5)) / n)
+    r = response
+    over = np.maximum(level_v / r.threshold_v - 1, 1e-9) ** r.exponent
+    seen_gain = -np.log1p(-seen) / over
+    blended = np.sqrt(r.gain * seen_gain)
+    gain = np.clip(blended, 0.05 * r.gain, 20 * r.gain)
+    return np.where(moved, gain, r.gain), moved
+
+
+def _fractions(response: Responses, level_v: np.ndarray) -> np.ndarray:
+    over = np.maximum(level_v / response.threshold_v - 1, 0.0)
+    return -np.expm1(-response.gain * over**response.exponent)
