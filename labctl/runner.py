@@ -6,34 +6,65 @@ Order of a run:
    procedure checks its levels against the chip's limits: any problem stops
    the run before an instrument is opened;
 2. the rig is opened and the run row is written (status ``running``);
-3. the procedure executes; each emitted point is committed to the database
-   and appended to the run's pymeasure-format CSV at once;
+3. the procedure executes; its points, with what they tell about cells, are
+   committed to the database as they come (points closer together than
+   :data:`COMMIT_INTERVAL_S` in one transaction), then appended to the run's
+   pymeasure-format CSV, and only then reported as stored;
 4. whatever happens (an error, Ctrl-C, SIGTERM), outputs are turned off and
    relays opened before the run is finalized and before the error is shown.
+
+A run that stopped before its end (its process killed, Ctrl-C, an error) is
+continued by :func:`resume`: the procedure is given the points stored so far
+and measures only what is left, under the same run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import getpass
+import json
 import logging
 import math
+import os
 import signal
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymeasure.experiment import FloatParameter, IntegerParameter, ListParameter, Results
+import numpy as np
+from pymeasure.experiment import (
+    FloatParameter,
+    IntegerParameter,
+    ListParameter,
+    Procedure,
+    Results,
+)
 from sqlalchemy.engine import Engine
 
 import labctl
 from labctl import storage
 from labctl.rig import Rig, RunAborted
-from labctl.station import Station
+from labctl.station import Station, resolve_library
 from procedures import PROCEDURES
 from procedures.base import LabProcedure, ParameterError
 
 log = logging.getLogger("labctl.run")
+
+#: Points that come faster than this are committed together; a point that
+#: comes later than this after the last commit is committed at once.
+COMMIT_INTERVAL_S = 0.1
+
+#: Called with each event a run reports: ``{"event": "started", ...}`` once,
+#: then ``{"event": "point", "run", "seq", "data"}`` for each point once it is
+#: committed and in the CSV.
+Stream = Callable[[dict[str, Any]], None]
+
+
+class ResumeError(ParameterError):
+    """A run that cannot be continued, in one line."""
 
 
 @dataclass
@@ -112,46 +143,149 @@ def new_csv(folder: Path, run_id: int, procedure: str) -> Path:
     raise RuntimeError(f"{folder}: no free file name for {stem}")
 
 
-class _Recorder:
-    """Takes a procedure's emits: points to the database and the CSV."""
+class CsvLog:
+    """A run's pymeasure-format CSV: pymeasure's header, then one line per point.
 
-    def __init__(self, recorder: storage.RunRecorder, results: Results,
-                 progress: Callable[[float], None] | None) -> None:
+    Numbers are written so that they read back exactly; text, and lists
+    (written as JSON), are quoted, so commas and ``#`` in them survive
+    pymeasure's ``Results.load``.
+    """
+
+    def __init__(self, proc: LabProcedure, path: Path,
+                 points: Sequence[dict[str, Any]] = ()) -> None:
+        self.path = path
+        self.columns = list(proc.DATA_COLUMNS)
+        self.units = Procedure.parse_columns(self.columns)
+        self._write_anew(proc, points)
+        self._file = open(path, "a", encoding=Results.ENCODING, newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._file, quoting=csv.QUOTE_NONNUMERIC,
+                                  lineterminator=Results.LINE_BREAK)
+
+    def _write_anew(self, proc: LabProcedure, points: Sequence[dict[str, Any]]) -> None:
+        """Header, labels and the points, in place of whatever the file held."""
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        Results(proc, str(partial))  # writes pymeasure's header and the labels
+        with open(partial, "a", encoding=Results.ENCODING, newline="") as f:
+            writer = csv.writer(f, quoting=csv.QUOTE_NONNUMERIC,
+                                lineterminator=Results.LINE_BREAK)
+            writer.writerows(self.row(p) for p in points)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self.path)
+
+    def append(self, points: Sequence[dict[str, Any]]) -> None:
+        self._writer.writerows(self.row(p) for p in points)
+        self._file.flush()
+
+    def row(self, point: dict[str, Any]) -> list[Any]:
+        return [self._cell(column, point.get(column)) for column in self.columns]
+
+    def _cell(self, column: str, value: Any) -> Any:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None:
+            return math.nan
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int | float):
+            return value
+        if hasattr(value, "m_as"):  # a pint quantity: in the column's units
+            units = self.units.get(column)
+            return value.m_as(units) if units else value.magnitude
+        if isinstance(value, np.ndarray | list | tuple | dict):
+            return json.dumps(storage.jsonable(value))
+        return str(value)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Sink:
+    """Takes a procedure's emits and stores them.
+
+    Points, the cell updates that go with them and maps are committed to the
+    database together, then the points are appended to the CSV, then
+    reported: a point reported is a point stored.
+    """
+
+    def __init__(self, recorder: storage.RunRecorder, csv_log: CsvLog,
+                 progress: Callable[[float], None] | None, stream: Stream | None,
+                 interval_s: float = COMMIT_INTERVAL_S) -> None:
         self.recorder = recorder
-        self.results = results
+        self.csv = csv_log
         self.progress = progress
-        self._csv = open(results.data_filename, "a", encoding=Results.ENCODING)  # noqa: SIM115
+        self.stream = stream
+        self.interval_s = interval_s
         self.points = 0
+        self._points: list[dict[str, Any]] = []
+        self._cells: list[storage.CellWrite] = []
+        self._maps: list[storage.MapWrite] = []
+        self._committed_at = -math.inf
 
     def emit(self, topic: str, record: Any) -> None:
         if topic == "results":
-            self.recorder.add_point(record)
-            self._csv.write(self.results.format(record) + "\n")
-            self._csv.flush()
-            self.points += 1
+            self._points.append(record)
+            self._flush_when_due()
         elif topic == "progress" and self.progress is not None:
             self.progress(float(record))
 
-    def add_map(self, *args: Any, **kwargs: Any) -> None:
-        self.recorder.add_map(*args, **kwargs)
+    def add_cells(self, cells: Sequence[storage.CellWrite]) -> None:
+        self._cells.extend(cells)
+        self._flush_when_due()
 
-    def add_result(self, *args: Any, **kwargs: Any) -> None:
-        self.recorder.add_result(*args, **kwargs)
+    def add_map(self, array: str, kind: str, values_s: np.ndarray,
+                read_voltage_v: float | None) -> None:
+        self._maps.append(storage.MapWrite(array, kind, np.asarray(values_s),
+                                           read_voltage_v))
+        self.flush()
+
+    def add_result(self, item: int, label: str, metrics: dict[str, Any]) -> None:
+        self.flush()
+        self.recorder.add_result(item, label, metrics)
+
+    def _flush_when_due(self) -> None:
+        if time.monotonic() - self._committed_at >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not (self._points or self._cells or self._maps):
+            return
+        stored = self.recorder.write(self._points, self._cells, self._maps)
+        self._points, self._cells, self._maps = [], [], []
+        self._committed_at = time.monotonic()
+        self.csv.append([data for _, data in stored])
+        self.points += len(stored)
+        if self.stream is not None:
+            for seq, data in stored:
+                self.stream({"event": "point", "run": self.recorder.run_id, "seq": seq,
+                             "data": data})
 
     def close(self) -> None:
-        self._csv.close()
+        try:
+            self.flush()
+        finally:
+            self.csv.close()
 
 
 @contextlib.contextmanager
-def _stop_on_signals(rig: Rig) -> Iterator[None]:
+def _stop_on_signals(rig: Rig, proc: LabProcedure) -> Iterator[None]:
     """SIGINT or SIGTERM asks the run to stop at its next point; a second one
-    stops it at once. Either way the safe end follows."""
+    stops the procedure at once. Either way the safe end follows: a signal
+    that comes while the procedure is not running (the run is ending) never
+    interrupts anything."""
+    procedure_code = {type(proc).startup.__code__, type(proc).execute.__code__}
 
-    def handler(signum: int, _frame: Any) -> None:
+    def handler(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         if rig.stop_requested is None:
             rig.stop_requested = f"stopped by {name}"
             log.warning("%s: stopping at the next point (again to stop at once)", name)
+            return
+        while frame is not None and frame.f_code not in procedure_code:
+            frame = frame.f_back
+        if frame is None:
+            log.warning("%s: the run is ending; its safe end goes on", name)
             return
         raise RunAborted(f"stopped by {name}")
 
@@ -191,6 +325,34 @@ def station_snapshot(station: Station, identities: dict[str, Any]) -> dict[str, 
     return snap
 
 
+def simulated_seed(station: Station) -> int | None:
+    """The seed of the simulated bench behind the station; None on real
+    instruments."""
+    for name in station.instruments:
+        bench, _, backend = resolve_library(station, name).rpartition("@")
+        if backend == "labsim" and bench:
+            from simulator.bench import bench_for
+
+            return bench_for(bench).seed
+    return None
+
+
+def default_operator() -> str:
+    """Who runs: ``LABCTL_OPERATOR``, else the login name."""
+    given = os.environ.get("LABCTL_OPERATOR")
+    if given:
+        return given
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
+
+
+#: Opens a run's records once the instruments answered: given the identities,
+#: returns the run's recorder and its CSV.
+_Opener = Callable[[dict[str, Any]], tuple[storage.RunRecorder, CsvLog]]
+
+
 def run(
     proc: LabProcedure,
     station: Station,
@@ -198,6 +360,8 @@ def run(
     *,
     rig: Rig | None = None,
     progress: Callable[[float], None] | None = None,
+    stream: Stream | None = None,
+    operator: str | None = None,
 ) -> RunOutcome:
     """Run a built procedure on the station and store everything it measures.
 
@@ -205,29 +369,103 @@ def run(
     instruments not answering, say), after the safe end; once the row exists,
     every outcome is stored and returned.
     """
+
+    def open_new(identities: dict[str, Any]) -> tuple[storage.RunRecorder, CsvLog]:
+        recorder = storage.RunRecorder.start(
+            engine,
+            procedure=proc.NAME,
+            parameters=proc.parameter_values(),
+            station_name=station.name,
+            station_snapshot=station_snapshot(station, identities),
+            chip_name=station.chip_spec.name if station.chip_spec else "",
+            software_version=labctl.__version__,
+            operator=default_operator() if operator is None else operator,
+            seed=simulated_seed(station),
+        )
+        csv_path = new_csv(csv_folder(engine), recorder.run_id, proc.NAME)
+        recorder.set_csv_path(str(csv_path))
+        return recorder, CsvLog(proc, csv_path)
+
+    return _execute(proc, station, open_new, rig=rig, progress=progress, stream=stream)
+
+
+def resume(
+    run_id: int,
+    station: Station,
+    engine: Engine,
+    *,
+    rig: Rig | None = None,
+    progress: Callable[[float], None] | None = None,
+    stream: Stream | None = None,
+) -> RunOutcome:
+    """Continue a stored run that stopped before its end, on the same station
+    and chip, measuring only what its stored points do not hold."""
+    stored = storage.get_run(engine, run_id)
+    if stored is None:
+        raise ResumeError(f"no run {run_id} in {storage.redacted(str(engine.url))}")
+    _check_resumable(stored, station)
+    proc = build_procedure(stored.procedure, stored.parameters, station)
+    points = storage.run_points(engine, run_id)
+    maps = {m.kind: m.to_array() for m in storage.run_maps(engine, run_id)}
+    try:
+        proc.resume_from(points, maps)
+    except ParameterError as exc:
+        raise ResumeError(f"run {run_id}: {exc}") from None
+
+    def reopen(_identities: dict[str, Any]) -> tuple[storage.RunRecorder, CsvLog]:
+        recorder = storage.RunRecorder.resume(engine, run_id)
+        if stored.csv_path:
+            csv_path = Path(stored.csv_path)
+        else:
+            csv_path = new_csv(csv_folder(engine), run_id, proc.NAME)
+            recorder.set_csv_path(str(csv_path))
+        return recorder, CsvLog(proc, csv_path, points)
+
+    log.info("run %d: resuming %s after %d points", run_id, stored.procedure,
+             len(points))
+    return _execute(proc, station, reopen, rig=rig, progress=progress, stream=stream)
+
+
+def _check_resumable(stored: storage.Run, station: Station) -> None:
+    where = f"run {stored.id} ({stored.procedure})"
+    if stored.status not in storage.RESUMABLE:
+        raise ResumeError(f"{where} is {stored.status}; only runs that are "
+                          f"{', '.join(storage.RESUMABLE)} can be resumed")
+    if station.name != stored.station_name:
+        raise ResumeError(f"{where} ran on station {stored.station_name!r}; "
+                          f"this is station {station.name!r}")
+    chip = station.chip_spec.name if station.chip_spec else ""
+    if chip != stored.chip_name:
+        raise ResumeError(f"{where} ran on chip {stored.chip_name!r}; the station "
+                          f"holds chip {chip!r}")
+
+
+def _execute(
+    proc: LabProcedure,
+    station: Station,
+    open_run: _Opener,
+    *,
+    rig: Rig | None,
+    progress: Callable[[float], None] | None,
+    stream: Stream | None,
+) -> RunOutcome:
     own_rig = rig is None
     rig = rig or Rig(station)
     rig.stop_requested = None
     recorder: storage.RunRecorder | None = None
-    sink: _Recorder | None = None
+    sink: _Sink | None = None
     csv_path = Path()
     status, message, error = "finished", None, None
     clock_at_start = predicted = None
-    with _stop_on_signals(rig):
+    with _stop_on_signals(rig, proc):
         try:
-            identities = rig.identities()
-            recorder = storage.RunRecorder.start(
-                engine,
-                procedure=proc.NAME,
-                parameters=proc.parameter_values(),
-                station_name=station.name,
-                station_snapshot=station_snapshot(station, identities),
-                chip_name=station.chip_spec.name if station.chip_spec else "",
-                software_version=labctl.__version__,
-            )
-            csv_path = new_csv(csv_folder(engine), recorder.run_id, proc.NAME)
-            recorder.set_csv_path(str(csv_path))
-            sink = _Recorder(recorder, Results(proc, str(csv_path)), progress)
+            recorder, csv_log = open_run(rig.identities())
+            rig.note_run(recorder.run_id)
+            csv_path = csv_log.path
+            sink = _Sink(recorder, csv_log, progress, stream)
+            if stream is not None:
+                stream({"event": "started", "run": recorder.run_id,
+                        "csv": str(csv_path)})
             proc.emit = sink.emit  # type: ignore[method-assign]
             proc.should_stop = lambda: rig.stop_requested is not None  # type: ignore[method-assign]
             proc.rig = rig
@@ -248,9 +486,15 @@ def run(
                 with contextlib.suppress(Exception):
                     proc.shutdown()
                 if sink is not None:
-                    sink.close()
+                    try:
+                        sink.close()
+                    except Exception as exc:  # the database went away, say
+                        if status == "finished":
+                            status, message = "failed", f"{type(exc).__name__}: {exc}"
                 if problems and status == "finished":
                     status, message = "failed", "; ".join(problems)
+                elif problems:
+                    message = f"{message}; safe end: {'; '.join(problems)}"
                 with contextlib.suppress(Exception):
                     predicted = rig.predicted_bench_s()
                 if predicted is not None and clock_at_start is not None:

@@ -51,6 +51,7 @@ CARD_COLUMNS = 12
 MATRIX_SLOTS = {"707B": 6, "708B": 1}
 GROUND = "ground"
 
+_ARRAY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PIN = re.compile(r"^(?P<array>[A-Za-z_][A-Za-z0-9_]*)\.(?P<kind>[RC])(?P<index>\d+)$")
 
 
@@ -68,6 +69,11 @@ class Limits(_Strict):
     max_voltage_v: Annotated[float, Field(strict=True, gt=0, le=210)]
     max_compliance_a: Annotated[float, Field(strict=True, gt=0, le=1.5)]
     max_read_voltage_v: Annotated[float, Field(strict=True, gt=0, le=210)]
+    #: Charge that pulses may put through one cell in a rig's life, C (off when
+    #: absent); the guard bounds a train by its channel's current limit.
+    max_cell_charge_c: Annotated[float, Field(strict=True, gt=0, le=1.0)] | None = None
+    #: Energy that pulses may put into one cell, J (off when absent).
+    max_cell_energy_j: Annotated[float, Field(strict=True, gt=0, le=10.0)] | None = None
 
     @model_validator(mode="after")
     def _read_below_max(self) -> Limits:
@@ -163,6 +169,11 @@ class Roles(_Strict):
 class ArraySpec(_Strict):
     rows: Annotated[int, Field(strict=True, ge=1, le=4096)]
     cols: Annotated[int, Field(strict=True, ge=1, le=4096)]
+    #: Resistance of each line segment, Ω: between neighbouring cells and
+    #: between a line's pin and its first cell (0: ideal lines).
+    line_resistance_ohm: Annotated[float, Field(strict=True, ge=0, le=1e6)] = 0.0
+    #: Whether the array's cells come formed (false: fresh, to be formed first).
+    formed: Annotated[bool, Field(strict=True)] = True
 
 
 class Chip(_Strict):
@@ -172,6 +183,17 @@ class Chip(_Strict):
     preset: str = "perovskite"
     arrays: dict[str, ArraySpec]
     path: Path | None = None
+
+    @field_validator("arrays")
+    @classmethod
+    def _array_names(cls, arrays: dict[str, ArraySpec]) -> dict[str, ArraySpec]:
+        if not arrays:
+            raise ValueError("a chip needs at least one array")
+        for name in arrays:
+            if not _ARRAY.match(name):
+                raise ValueError(f"array name '{name}' must be a letter or _ followed by "
+                                 "letters, digits or _ (pins are named <array>.R<row>)")
+        return arrays
 
 
 class Station(_Strict):
@@ -237,6 +259,8 @@ class Station(_Strict):
                 raise ValueError(f"wiring.columns: slot {slot} has no card in '{self.wiring.matrix}'")
         self._check_roles()
         pins = [p for ps in self.wiring.columns.values() for p in ps if p]
+        if not pins:
+            raise ValueError("wiring.columns: no chip pin is wired to the matrix")
         dup_pins = {p for p in pins if pins.count(p) > 1}
         if dup_pins:
             raise ValueError(f"wiring.columns: pin {sorted(dup_pins)[0]} is wired twice")

@@ -20,7 +20,9 @@ Time passes only when an instrument charges it (:meth:`Bench.advance`).
 While a source is on, the cells evolve under the noise-free voltages the
 sources and relays put across them; the evolution is applied lazily, in one
 step per unchanged configuration, just before the configuration changes or a
-measurement needs the cells' state.
+measurement needs the cells' state. Before it uses the cells the bench ages
+them to its clock (retention, volatile decay), and it notes every voltage it
+holds across them for their charge and energy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ import logging
 import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +48,16 @@ from labctl.station import (
     parse_pin,
     read_yaml,
 )
-from simulator.circuit import cell_voltages, solve
-from simulator.device import CellArray, DevicePreset, Switching
+from simulator.circuit import cell_voltages, solve, solve_lines
+from simulator.device import (
+    SINH,
+    CellArray,
+    DevicePreset,
+    Switching,
+    current_per_siemens,
+)
+from simulator.exposure import FOLD_AT, Exposure
+from simulator.faults import Faults
 
 if TYPE_CHECKING:
     from simulator.instruments.k707b import K707B
@@ -53,11 +65,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("simulator.bench")
 
-BENCH_KEYS = ("station", "seed", "device", "stuck_fraction", "timing")
+BENCH_KEYS = (
+    "station", "seed", "device", "stuck_fraction", "timing", "faults", "formed",
+)  # fmt: skip
 """The keys a bench file may hold."""
 
 COMPLIANCE_ROUNDS = 4
 """Solves at most per reading while sources enter or leave compliance."""
+
+NEWTON_ROUNDS = 40
+"""Newton steps at most for cells beyond their ohmic region in a nodal solve."""
+
+NEWTON_TOLERANCE_V = 1e-9
+"""Net voltage change below which a Newton solve has converged, V."""
+
+NEWTON_STEP_V = 0.25
+"""Largest change of a net voltage in one Newton step, V."""
 
 NET_CACHE_SIZE = 256
 """Relay patterns whose net structure is kept."""
@@ -261,17 +284,23 @@ class _NetCells:
         self.sizes = [c.size for c in chosen]
         self.position = {cell: k for k, cell in enumerate(self.cells.tolist())}
 
-    def weights(self, levels: list[float]) -> list[float]:
+    def weights(
+        self,
+        levels: list[float],
+        per_siemens: Callable[[float], float] | None = None,
+    ) -> list[float]:
         """Per cell, the current it adds to the net per siemens, A/S.
 
-        A cell adds g * (row voltage - column voltage) to its row's net and
-        takes as much from its column's.
+        A cell adds g * u(row voltage - column voltage) to its row's net and
+        takes as much from its column's; u is `per_siemens`, or the voltage
+        itself (ohmic cells).
         """
         net = self.net
         weights: list[float] = []
         for (a, b), size in zip(self.groups, self.sizes, strict=True):
-            weight = (levels[a] - levels[b]) if a == net else -(levels[a] - levels[b])
-            weights += [weight] * size
+            volts = levels[a] - levels[b]
+            current = volts if per_siemens is None else per_siemens(volts)
+            weights += [current if a == net else -current] * size
         return weights
 
 
@@ -372,7 +401,7 @@ class _Drive:
 class _Solution:
     """Every channel's (voltage, current, compliance) for one set of cells."""
 
-    __slots__ = ("results", "net_v", "version", "epoch", "time_s", "taken")
+    __slots__ = ("results", "net_v", "cell_v", "version", "epoch", "time_s", "taken")
 
     def __init__(
         self,
@@ -383,6 +412,8 @@ class _Solution:
     ) -> None:
         self.results = results
         self.net_v = net_v
+        #: Per array the cells' voltages, V, when lines are resistive (else None).
+        self.cell_v: list[np.ndarray] | None = None
         self.version = version
         self.epoch = epoch
         self.time_s = 0.0
@@ -412,6 +443,9 @@ class Bench:
         Durations the instruments charge.
     path : Path, optional
         The bench file, for messages.
+    formed : dict of str to bool, optional
+        Per array, whether its cells start formed; an array not named takes
+        its chip file's ``formed`` (formed unless it says otherwise).
 
     Attributes
     ----------
@@ -444,12 +478,14 @@ class Bench:
         stuck_fraction: float = 0.0,
         timing: Timing | None = None,
         path: Path | None = None,
+        formed: dict[str, bool] | None = None,
     ) -> None:
         self.station = station
         self.preset = preset
         self.seed = seed
         self.timing = timing or Timing()
         self.path = path
+        self._formed = formed or {}
         self.rng = np.random.default_rng(seed)
         self._noise_rng, self._read_rng = self.rng.spawn(2)
         self.now_s = 0.0
@@ -464,6 +500,19 @@ class Bench:
         self._reset_state()
         self.instruments = self._build_instruments()
         self._build_relay_table()
+        self._source_list = list(self._sources.values())
+        self._source_index = {key: k for k, key in enumerate(self._sources)}
+        #: Per source, what the exposure notes of it: None (off), its level
+        #: (V), or its voltage limit as an imaginary number (a current source).
+        #: Every change of the chip's configuration appends its relays and
+        #: levels to the exposure's lists; :meth:`Exposure.fold` sums them.
+        self._levels: list[Any] = [None] * len(self._source_list)
+        #: Every configuration the chip saw, for checks of what reached it.
+        self.exposure = Exposure(self.arrays, list(self._sources), self._nets_of)
+        self._noted_relays = self.exposure.relays
+        self._noted_levels = self.exposure.levels
+        #: The faults injected into this bench (none unless a file or test adds them).
+        self.faults = Faults(self)
         self._resources = {
             spec.resource: self.instruments[name]
             for name, spec in station.instruments.items()
@@ -482,7 +531,7 @@ class Bench:
             The bench file. Its ``station:`` is relative to the file.
         **overrides
             Values that replace the file's keys (``seed``, ``device``,
-            ``stuck_fraction``, ``timing``, ``station``).
+            ``stuck_fraction``, ``timing``, ``station``, ``formed``).
 
         Raises
         ------
@@ -505,7 +554,10 @@ class Bench:
         stuck = _bench_fraction(path, data.get("stuck_fraction", 0.0))
         preset = _bench_preset(path, station, data.get("device") or {})
         timing = _bench_timing(path, data.get("timing") or {})
-        return cls(station, preset, seed, stuck, timing, path)
+        formed = _bench_formed(path, station, data.get("formed") or {})
+        bench = cls(station, preset, seed, stuck, timing, path, formed)
+        bench.faults.load(data.get("faults"), path)
+        return bench
 
     def _build_chip(self, stuck_fraction: float) -> dict[str, CellArray]:
         chip = self.station.chip_spec
@@ -518,6 +570,7 @@ class Bench:
                 self.rng,
                 stuck_fraction,
                 read_rng=self._read_rng,
+                formed=self._formed.get(name, spec.formed),
             )
             for name, spec in chip.arrays.items()
         }
@@ -530,14 +583,22 @@ class Bench:
             self._line_offset[name] = offset
             offset += array.rows + array.cols
         self._n_lines = offset
-        safe = math.inf
-        for array in self.arrays.values():
-            free = ~(array.stuck_low | array.stuck_high)
-            if free.any():
-                lowest_set = float(array.v_set_cell_v[free].min())
-                highest_reset = float(array.v_reset_cell_v[free].max())
-                safe = min(safe, lowest_set, -highest_reset)
-        self._safe_span_v = safe
+        chip = self.station.chip_spec
+        assert chip is not None
+        ohms = [spec.line_resistance_ohm for spec in chip.arrays.values()]
+        #: Per array its lines' segment resistance, Ω; None when every line is ideal.
+        self._line_ohm = ohms if any(ohms) else None
+        self._line_cell_v: list[np.ndarray] | None = None  # of the last solve
+        self._find_safe_span()
+        #: The bench time from which some array is due to be aged, s.
+        self._age_due_s = 0.0
+
+    def _find_safe_span(self) -> None:
+        """The span of source levels below every voltage at which a cell changes."""
+        self._safe_span_v = min(
+            min(array.lowest_set_v, -array.highest_reset_v)
+            for array in self.arrays.values()
+        )
 
     def _line_of_pin(self, pin: str) -> int:
         array, kind, index = parse_pin(pin)
@@ -635,8 +696,12 @@ class Bench:
         return [key for key, state in self._sources.items() if state.output]
 
     def closed_relays(self) -> list[str]:
-        """The closed crosspoints of the wiring matrix, sorted (``"1A01"``)."""
-        return self._matrix.closed_names()
+        """The closed contacts of the wiring matrix, sorted (``"1A01"``).
+
+        They are the crosspoints the matrix was told to close, unless a
+        fault keeps a relay stuck (the matrix still reports what it was told).
+        """
+        return self._matrix.names_of(self._closed_mask)
 
     def source(self, channel: str) -> SourceState:
         """The present source state of an SMU channel (read it, do not change it)."""
@@ -645,12 +710,27 @@ class Bench:
     def set_cell_state(self, array: str, w: float | np.ndarray) -> None:
         """Put an array's cells into state ``w`` (see ``CellArray.set_state``)."""
         self._settle()
-        self.arrays[array].set_state(w)
+        cells = self.arrays[array]
+        cells.time_s = self.now_s
+        cells.set_state(w)
         self.cells_changed()
 
     def cells_changed(self) -> None:
         """Tell the bench that cells were changed from outside it."""
         self._state_version += 1
+        self._find_safe_span()
+        self._age_due_s = min(array.age_due_s for array in self.arrays.values())
+
+    def cell_energy(self, array: str) -> tuple[np.ndarray, np.ndarray]:
+        """The charge (C) and energy (J) every cell of an array has taken so far.
+
+        Everything applied up to the present bench time counts: each pulse,
+        reading and DC level, from the voltage across each cell, its current
+        and the time it was held. Two ``(rows, cols)`` arrays.
+        """
+        self._settle()
+        cells = self.arrays[array]
+        return cells.charge_c, cells.energy_j
 
     # The clock.
 
@@ -687,6 +767,18 @@ class Bench:
         if changed:
             self._config_changed()
             self._update_live(state)
+            # What the exposure notes: this source's entry, and the new
+            # configuration if anything on the chip is live.
+            self._levels[self._source_index[channel]] = (
+                (state.level_v if state.volts else complex(0.0, state.limit_v))
+                if state.output
+                else None
+            )
+            if not self._quiet:
+                self._noted_relays.append(self._wired_closed)
+                self._noted_levels += self._levels
+            if state.output and state.limit_a > self.exposure.max_limit_a:
+                self.exposure.max_limit_a = state.limit_a
         else:
             # The same configuration: the circuit is unchanged, but a reading
             # after this setting is a reading of its own.
@@ -698,6 +790,8 @@ class Bench:
 
     def set_relays(self, matrix: str, closed_mask: int) -> None:
         """Set which crosspoints of a matrix are closed (one bit per crosspoint)."""
+        if self.faults.stuck:
+            closed_mask = self.faults.contacts(closed_mask)
         if matrix != self._matrix.name or closed_mask == self._closed_mask:
             return
         if not self._quiet:
@@ -712,6 +806,19 @@ class Bench:
         self._config_changed()
         for channel in self._live:
             self._record_level(self._sources[channel])
+        if not self._quiet:
+            self._noted_relays.append(self._wired_closed)
+            self._noted_levels += self._levels
+
+    def _expose(self, pulsed: SourceState | None = None) -> None:
+        """Note the configuration on the chip now (one source at a pulse level)."""
+        self._noted_relays.append(self._wired_closed)
+        self._noted_levels += self._levels
+        if pulsed is not None:
+            at = self._source_index[pulsed.channel] - len(self._levels)
+            self._noted_levels[at] = pulsed.level_v
+        if len(self._noted_relays) >= FOLD_AT:
+            self.exposure.fold()
 
     def _config_changed(self) -> None:
         self._config_version += 1
@@ -764,16 +871,22 @@ class Bench:
         ):
             self._drive()  # the reading needs it: settling finds it made
             self._settle()
+            if len(self._noted_relays) >= FOLD_AT:
+                self.exposure.fold()
             reading = self._solution(noisy=True)
             reading.time_s = self.now_s
             self._reading = reading
         reading.taken.add(channel)
         voltage_v, current_a, limited = reading.results[channel]
+        if self.faults.tripped and channel in self.faults.tripped:
+            return self.faults.trip(channel, voltage_v, current_a)
         return voltage_v, current_a + self._thermal_noise_a(), limited
 
     def compliance(self, channel: str) -> bool:
         """Whether an SMU channel is at its limit now (noise-free)."""
         self._settle()
+        if channel in self.faults.tripped:
+            return True
         return self._still().results[channel][2]
 
     def _thermal_noise_a(self) -> float:
@@ -812,11 +925,12 @@ class Bench:
         clock, events, records and cells, with the same switching noise.
 
         It applies when every net is held at a voltage both at the pulse
-        level and between pulses, no cell switches between pulses, and no
-        source can reach its limit however the pulsed cells switch and
-        whatever the read noise (:data:`READ_NOISE_BOUND`). A reading then
-        depends on the cells on the channel's net alone, and only their read
-        noise is drawn.
+        level and between pulses, no cell switches between pulses, no cell
+        forms, the cells are not due to be aged (:meth:`CellArray.age_to`)
+        before the train ends, and no source can reach its
+        limit however the pulsed cells switch and whatever the read noise
+        (:data:`READ_NOISE_BOUND`). A reading then depends on the cells on
+        the channel's net alone, and only their read noise is drawn.
 
         Returns
         -------
@@ -826,8 +940,10 @@ class Bench:
             the train has to be run pulse by pulse.
         """
         state = self._sources[channel]
-        if not (state.output and state.volts):
+        if not (state.output and state.volts) or channel in self.faults.tripped:
             return None
+        if self._line_ohm is not None:
+            return None  # the one-step path sums cells per net: ideal lines only
         self._settle()
         bias = self._drive()
         pulsed = state.at_level_v(level_v)
@@ -839,6 +955,13 @@ class Bench:
         if any(self._plans(bias, gap_s, bias_live)):
             return None
         plans = self._plans(pulse, on_s, others_live or level_v != 0)
+        if any(plan is not None and plan.forming for plan in plans):
+            return None
+        end_s = self.now_s + count * (on_s + gap_s)
+        if any(
+            array.decaying or array.age_due_s <= end_s for array in self.arrays.values()
+        ):
+            return None  # the cells relax during the train: pulse by pulse
         if not self._cannot_limit(pulse, plans):
             return None
         if bias_live and (bias.fed or bias.span_v >= self._safe_span_v):
@@ -847,7 +970,12 @@ class Bench:
             if not self._cannot_limit(bias, plans):
                 return None
 
-        currents_a = self._train_readings(pulse, channel, plans, count)
+        # Every pulse and gap but the last gap (left pending) at the cells'
+        # conductances before the train; the switching cells' change is added.
+        self._note_energy(pulse, count * on_s)
+        if bias_live:
+            self._note_energy(bias, (count - 1) * gap_s)
+        currents_a = self._train_readings(pulse, channel, plans, count, on_s, gap_s)
         times_s = list(itertools.accumulate([self.now_s, *([on_s, gap_s] * count)]))
         self.events.extend(
             zip(
@@ -863,6 +991,8 @@ class Bench:
                 self._record_level(applied)
         self._config_changed()
         self._drive_cache = (self._config_version, bias)
+        self._expose(pulsed)
+        self._expose()
         return currents_a, times_s[1::2]
 
     def _plans(
@@ -895,7 +1025,8 @@ class Bench:
         """Whether no source of a linear drive can reach its current limit.
 
         The cells of `plans` are counted at the higher of their two
-        conductances, every cell at its read noise's farthest reach.
+        conductances, every cell at its read noise's farthest reach and at
+        the largest current any I-V family of the array has at its voltage.
         """
         levels = drive.levels
         n_nets = drive.nets.n_nets
@@ -911,12 +1042,16 @@ class Bench:
                     sums_s[codes[cell]] += array.highest_conductance_s(cell) - float(
                         g[cell]
                     )
-            for row, col in pairs.present:
-                current_a = abs(levels[row] - levels[col]) * sums_s[row * n_nets + col]
+            per_siemens = array.reach_per_siemens(
+                [levels[row] - levels[col] for row, col in pairs.present]
+            )
+            for (row, col), volts in zip(pairs.present, per_siemens, strict=True):
+                current_a = volts * sums_s[row * n_nets + col]
                 reach_a[row] += current_a
                 reach_a[col] += current_a
         # The last factor covers the rounding of the sums.
-        reach = 1.0 + READ_NOISE_BOUND * self.preset.read_sigma + 1e-9
+        sigma = max(array.read_sigma_max for array in self.arrays.values())
+        reach = 1.0 + READ_NOISE_BOUND * sigma + 1e-9
         return all(
             reach_a[net] * reach <= state.limit_a for net, state in drive.singles
         )
@@ -927,14 +1062,19 @@ class Bench:
         channel: str,
         plans: list[Switching | None],
         count: int,
+        on_s: float,
+        gap_s: float,
     ) -> list[float]:
         """Switch the cells of `plans` `count` times, reading after each time.
 
-        Returns the channel's current after each switching event, A, with
-        read and thermal noise.
+        Each event holds the pulse for `on_s`, `gap_s` apart. Returns the
+        channel's current after each switching event, A, with read and
+        thermal noise.
         """
         sizes = [0 if plan is None else plan.size for plan in plans]
         switch_noise = self.rng.standard_normal((count, 2 * sum(sizes)))
+        # The cells count as written at the end of the last pulse.
+        last_pulse_s = self.now_s + count * on_s + (count - 1) * gap_s
         net = pulse.nets.channel_net.get(channel, -1)
         on_net = pulse.nets.on_net(net) if net >= 0 else [None] * len(plans)
         parts = []
@@ -945,7 +1085,8 @@ class Bench:
             moved: dict[int, list[float]] = {}
             if plan is not None:
                 noise = switch_noise[:, 2 * start : 2 * (start + size)]
-                states = array.repeat(plan, noise.reshape(count, 2, size))
+                array.time_s = last_pulse_s
+                states = array.repeat(plan, noise.reshape(count, 2, size), on_s)
                 start += size
                 if carrying is not None:
                     # The switched cells on the net read as they are after each event.
@@ -958,16 +1099,17 @@ class Bench:
                 conductances = [
                     moved.get(at) or [g_s] * count for at, g_s in enumerate(g)
                 ]
-                parts.append((array, conductances, carrying.weights(pulse.levels)))
+                weights = _current_weights(array, carrying, pulse)
+                parts.append((array, conductances, weights, carrying.cells))
         currents_a = self._thermal_noises_a(count)
         if parts:
-            total = sum(len(weights) for _, _, weights in parts)
+            total = sum(len(weights) for _, _, weights, _ in parts)
             read_noise = self._read_rng.standard_normal((total, count))
             start = 0
-            for array, conductances, weights in parts:
+            for array, conductances, weights, cells in parts:
                 # The read noise of each cell at each event, as a factor.
                 factors = array.read_factors(
-                    read_noise[start : start + len(weights)]
+                    read_noise[start : start + len(weights)], cells
                 ).tolist()
                 start += len(weights)
                 for weight, g_s, factor in zip(
@@ -980,6 +1122,11 @@ class Bench:
         return currents_a
 
     # The circuit.
+
+    def _nets_of(self, wired_closed: int) -> _Nets:
+        """The nets of a pattern of closed wired relays, made if not cached."""
+        found = self._nets_cache.get(wired_closed)
+        return found if found is not None else self._build_nets(wired_closed)
 
     def _nets(self) -> _Nets:
         key = self._wired_closed
@@ -1167,14 +1314,18 @@ class Bench:
             net_v = drive.net_v
             currents, fed = [0.0] * drive.nets.n_nets, drive.inject
             limited: set[int] = set()
+            line_cell_v = None  # nothing flows: the cells see the nets' levels
         else:
             if noisy:
                 conductances = [a.read_conductance() for a in self.arrays.values()]
             else:
                 conductances = [a.present_conductance_s() for a in self.arrays.values()]
             net_v, currents, fed, limited = self._solve(drive, conductances)
+            line_cell_v = self._line_cell_v
         results = self._results(drive, net_v.tolist(), currents, fed, limited)
-        return _Solution(results, net_v, self._state_version, self._epoch)
+        solution = _Solution(results, net_v, self._state_version, self._epoch)
+        solution.cell_v = line_cell_v
+        return solution
 
     def _solve(
         self, drive: _Drive, conductances: list[np.ndarray]
@@ -1190,16 +1341,14 @@ class Bench:
         fed = drive.inject
         limited: set[int] = set()
         for _ in range(COMPLIANCE_ROUNDS):
-            if drive.linear and fixed_v is drive.fixed_v:
+            if drive.linear and fixed_v is drive.fixed_v and self._line_ohm is None:
                 # Every net at a fixed voltage: only the currents to find.
                 net_v = drive.net_v
                 currents = self._linear_currents(drive, conductances)
             else:
-                arrays = [
-                    (g, r, c)
-                    for g, (r, c) in zip(conductances, nets.lines, strict=True)
-                ]
-                net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
+                net_v, source_i = self._solve_nodal(
+                    nets, conductances, fixed_v, inject_a
+                )
                 currents = source_i.tolist()
             moves = _compliance_moves(
                 drive.singles, net_v.tolist(), currents, fed, limited
@@ -1215,6 +1364,55 @@ class Bench:
         self._record_fed(drive, net_v, limited)
         return net_v, currents, fed, limited
 
+    def _solve_nodal(
+        self,
+        nets: _Nets,
+        conductances: list[np.ndarray],
+        fixed_v: np.ndarray,
+        inject_a: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Nodal solution with the cells' I-V; Newton steps beyond the ohmic region.
+
+        Each step stands every cell in for its tangent at its present voltage:
+        its slope as a conductance and the rest of its current as a current
+        source between its lines' nets.
+        """
+        cells = list(self.arrays.values())
+        lines = nets.lines
+        arrays = [(g, r, c) for g, (r, c) in zip(conductances, lines, strict=True)]
+        if self._line_ohm is not None:
+            # Resistive lines: each cell at its conductance, every line node solved.
+            net_v, source_i, self._line_cell_v = solve_lines(
+                arrays, self._line_ohm, nets.n_nets, fixed_v, inject_a
+            )
+            return net_v, source_i
+        net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
+        span_v = max(float(net_v.max()), 0.0) - min(float(net_v.min()), 0.0)
+        if all(array.ohmic_at(span_v) for array in cells):
+            return net_v, source_i
+        driven = ~np.isnan(fixed_v)
+        for _ in range(NEWTON_ROUNDS):
+            tangents = []
+            fed_a = inject_a.copy()
+            for array, g, (rows, cols) in zip(cells, conductances, lines, strict=True):
+                v = cell_voltages(net_v, rows, cols)
+                current_a, slope_s = array.tangent(v, g)
+                rest_a = current_a - slope_s * v
+                fed_a -= np.bincount(rows, rest_a.sum(axis=1), nets.n_nets)
+                fed_a += np.bincount(cols, rest_a.sum(axis=0), nets.n_nets)
+                tangents.append((slope_s, rows, cols))
+            stepped_v, _ = solve(tangents, nets.n_nets, fixed_v, fed_a)
+            step_v = np.clip(stepped_v - net_v, -NEWTON_STEP_V, NEWTON_STEP_V)
+            net_v = net_v + step_v
+            if float(np.abs(step_v).max()) < NEWTON_TOLERANCE_V:
+                break
+        outflow_a = np.zeros(nets.n_nets)
+        for array, g, (rows, cols) in zip(cells, conductances, lines, strict=True):
+            current_a = g * array.current_per_siemens(cell_voltages(net_v, rows, cols))
+            outflow_a += np.bincount(rows, current_a.sum(axis=1), nets.n_nets)
+            outflow_a -= np.bincount(cols, current_a.sum(axis=0), nets.n_nets)
+        return net_v, np.where(driven, outflow_a - inject_a, 0.0)
+
     def _linear_currents(
         self, drive: _Drive, conductances: list[np.ndarray]
     ) -> list[float]:
@@ -1222,12 +1420,27 @@ class Bench:
         levels = drive.levels
         n_nets = drive.nets.n_nets
         currents_a = [0.0] * n_nets
-        for g, pairs in zip(conductances, drive.nets.pairs(), strict=True):
+        for array, g, pairs in zip(
+            self.arrays.values(), conductances, drive.nets.pairs(), strict=True
+        ):
             sums_s = np.bincount(pairs.codes, g.reshape(-1), pairs.n_codes).tolist()
+            ohmic_v = array.ohmic_limit_v if array.uniform_family == SINH else -1.0
+            beyond = []
             for row, col in pairs.present:
-                current_a = (levels[row] - levels[col]) * sums_s[row * n_nets + col]
-                currents_a[row] += current_a
-                currents_a[col] -= current_a
+                volts = levels[row] - levels[col]
+                if -ohmic_v <= volts <= ohmic_v:
+                    current_a = volts * sums_s[row * n_nets + col]
+                    currents_a[row] += current_a
+                    currents_a[col] -= current_a
+                else:
+                    beyond.append((row, col, volts))
+            if beyond:
+                for (row, col, _), current_a in zip(
+                    beyond, array.group_currents(g, pairs.codes, n_nets, beyond),
+                    strict=True,
+                ):
+                    currents_a[row] += current_a
+                    currents_a[col] -= current_a
         return currents_a
 
     def _record_fed(self, drive: _Drive, net_v: np.ndarray, limited: set[int]) -> None:
@@ -1268,45 +1481,60 @@ class Bench:
         return results
 
     def _settle(self) -> None:
-        """Apply the evolution of the cells under the time not yet applied."""
+        """Age the cells to the clock, then apply the time not yet applied:
+        its charge and energy, and the cells' evolution under it."""
+        if self.now_s >= self._age_due_s:
+            self._age()
         duration_s = self._pending_s
         if duration_s == 0.0:
             return
         self._pending_s = 0.0
-        cached = self._drive_cache
-        if (
-            cached is None or cached[0] != self._config_version
-        ) and self._surely_still():
-            return
         drive = self._drive()
+        self._note_energy(drive, duration_s)
         if not drive.fed and drive.span_v < self._safe_span_v:
             return
-        net_v = self._still().net_v
-        for array, (rows, cols) in zip(
-            self.arrays.values(), drive.nets.lines, strict=True
+        still = self._still()
+        for k, (array, (rows, cols)) in enumerate(
+            zip(self.arrays.values(), drive.nets.lines, strict=True)
         ):
-            array.evolve(cell_voltages(net_v, rows, cols), duration_s)
+            if still.cell_v is None:
+                v = cell_voltages(still.net_v, rows, cols)
+            else:
+                v = still.cell_v[k]
+            limit_a = _cell_limits(drive, rows, cols) if array.forming_due(v) else None
+            array.time_s = self.now_s
+            array.evolve(v, duration_s, limit_a)
         self.cells_changed()
 
-    def _surely_still(self) -> bool:
-        """Whether the sources on the chip, whatever their nets, switch no cell.
+    def _age(self) -> None:
+        """Age every array to the clock (see ``CellArray.age_to``)."""
+        aged = False
+        for array in self.arrays.values():
+            aged = array.age_to(self.now_s) or aged
+        if aged:
+            self.cells_changed()
+        self._age_due_s = min(array.age_due_s for array in self.arrays.values())
 
-        True when none of them feeds a current and their voltage levels span
-        less than the chip's safe span: every drive is then still. A quick
-        look that spares building the drive.
-        """
-        channel_net = self._nets().channel_net
-        low = high = 0.0
-        for state in self._sources.values():
-            if state.output and channel_net.get(state.channel, -1) >= 0:
-                if not state.volts:
-                    return False
-                level = state.level_v
-                if level < low:
-                    low = level
-                elif level > high:
-                    high = level
-        return high - low < self._safe_span_v
+    def _note_energy(self, drive: _Drive, duration_s: float) -> None:
+        """Note a drive held for a while, for the charge and energy of the cells."""
+        if duration_s <= 0.0 or not (drive.singles or drive.shorts):
+            return
+        if drive.linear and self._line_ohm is None:
+            nets = drive.nets
+            for array, cells, (rows, cols) in zip(
+                self.arrays.values(), nets.pairs(), nets.lines, strict=True
+            ):
+                array.expose(rows, cols, cells.codes, drive.levels, duration_s)
+            return
+        still = self._still()
+        for k, (array, (rows, cols)) in enumerate(
+            zip(self.arrays.values(), drive.nets.lines, strict=True)
+        ):
+            # With resistive lines the cells see their own nodes' voltages.
+            v = still.cell_v[k] if still.cell_v is not None else cell_voltages(
+                still.net_v, rows, cols
+            )
+            array.expose_voltages(v, duration_s)
 
 
 def _compliance_moves(
@@ -1340,6 +1568,32 @@ def _compliance_moves(
     return moves
 
 
+def _cell_limits(drive: _Drive, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per cell, the tightest current limit of the sources on its two lines, A."""
+    limit_a = np.full(drive.nets.n_nets, np.inf)
+    for net, state in drive.singles:
+        limit_a[net] = state.limit_a if state.volts else abs(state.level_a)
+    return np.minimum(limit_a[rows][:, None], limit_a[cols][None, :])
+
+
+def _current_weights(
+    array: CellArray, carrying: _NetCells, drive: _Drive
+) -> list[float]:
+    """Per cell carrying a net's current, what it adds to the net per siemens, A/S."""
+    levels = drive.levels
+    if array.ohmic_at(drive.span_v):  # no cell beyond the ohmic region
+        return carrying.weights(levels)
+    preset = array.preset
+    by_family = {}
+    for kind in array.families:
+        per_siemens = partial(current_per_siemens, preset, family=kind)
+        by_family[kind] = carrying.weights(levels, per_siemens)
+    if len(by_family) == 1:
+        return by_family[array.families[0]]
+    family = array.family.reshape(-1)[carrying.cells].tolist()
+    return [by_family[kind][k] for k, kind in enumerate(family)]
+
+
 def _open_circuit(state: SourceState) -> tuple[float, float, bool]:
     """Reading of a channel that is on but reaches no chip line."""
     if state.volts:
@@ -1353,12 +1607,19 @@ def _open_circuit(state: SourceState) -> tuple[float, float, bool]:
 
 
 def _load_bench_station(path: Path, station: Any) -> Station:
-    if not isinstance(station, (str, Path)):
+    if station is None:
         raise ConfigError(f"{path}: station: required key is missing (a station file)")
+    if not isinstance(station, (str, Path)):
+        raise ConfigError(
+            f"{path}: station: {station!r} is not the path of a station file"
+        )
     station_path = Path(station)
     if not station_path.is_absolute():
         station_path = path.parent / station_path
-    return load_station(station_path)
+    try:
+        return load_station(station_path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: station: {exc}") from None
 
 
 def _bench_seed(path: Path, seed: Any) -> int:
@@ -1383,6 +1644,21 @@ def _bench_preset(path: Path, station: Station, device: Any) -> DevicePreset:
         return DevicePreset.load(station.chip_spec.preset, **device)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{path}: device: {exc}") from None
+
+
+def _bench_formed(path: Path, station: Station, formed: Any) -> dict[str, bool]:
+    if not isinstance(formed, dict):
+        raise ConfigError(f"{path}: formed: expected a mapping of array: true or false")
+    assert station.chip_spec is not None
+    for name, value in formed.items():
+        if name not in station.chip_spec.arrays:
+            raise ConfigError(
+                f"{path}: formed.{name}: no such array; the chip has "
+                f"{', '.join(station.chip_spec.arrays)}"
+            )
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: formed.{name}: {value!r} is not true or false")
+    return dict(formed)
 
 
 def _bench_timing(path: Path, timing: Any) -> Timing:

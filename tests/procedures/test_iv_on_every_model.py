@@ -84,9 +84,10 @@ def test_the_curve_matches_the_2636b_curve(curves, model):
     scale = np.maximum(np.abs(reference_i), 1e-7)
     deviation = np.abs(current - reference_i) / scale
     # Readings agree to the read noise; only the points where the cell is
-    # switching differ more, as each station spends a little more time per point.
+    # switching differ more, as each station spends a little more time per point
+    # (most on the way down to the deep RESET state).
     assert np.median(deviation) < 0.02
-    assert np.max(deviation) < 0.25
+    assert np.max(deviation) < 0.4
 
 
 @pytest.mark.parametrize("model", list(STATIONS))

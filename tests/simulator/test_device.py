@@ -79,7 +79,9 @@ def test_voltages_between_the_thresholds_change_nothing():
 
 
 def test_each_cell_switches_only_beyond_its_own_threshold():
-    cells = CellArray(8, 8, DevicePreset.load("perovskite"), np.random.default_rng(5))
+    # Without read disturb, which creeps cells this close to their thresholds.
+    p = DevicePreset.load("perovskite", read_disturb_rate_per_s=0.0)
+    cells = CellArray(8, 8, p, np.random.default_rng(5))
     before = cells.conductance_s
     v = np.where(
         np.arange(64).reshape(8, 8) % 2 == 0,
@@ -109,8 +111,8 @@ def test_formed_cells_start_in_the_low_state():
     cells = CellArray(64, 8, DevicePreset.load("perovskite"), np.random.default_rng(7))
     w = cells.state
     assert ((w >= 0) & (w <= 1)).all()
-    assert w.mean() == pytest.approx(0.02, abs=0.002)
-    assert w.std() == pytest.approx(0.01, rel=0.15)
+    assert w.mean() == pytest.approx(0.116, abs=0.002)
+    assert w.std() == pytest.approx(0.009, rel=0.15)
 
 
 def test_stuck_cells_never_change():
@@ -162,7 +164,7 @@ def test_read_noise_has_the_configured_relative_sigma():
 
 def test_presets_keep_their_fields_in_si_units():
     p = DevicePreset.load("perovskite")
-    assert (p.g_min_s, p.g_max_s) == (10e-6, 100e-6)
+    assert (p.g_min_s, p.g_max_s) == (0.25e-6, 100e-6)
     assert (p.v_set_v, p.v_reset_v) == (0.8, -0.7)
     assert p.thermal_noise_a == 20e-12
     assert DevicePreset.load(PRESET_DIR / "perovskite.yaml") == p
@@ -184,7 +186,7 @@ def test_unknown_override_is_named():
 
 def test_out_of_range_value_names_the_field_and_the_file():
     with pytest.raises(ValueError, match=r"perovskite\.yaml: g_max_s"):
-        DevicePreset.load("perovskite", g_max_s=5e-6)
+        DevicePreset.load("perovskite", g_max_s=1e-7)
     with pytest.raises(ValueError, match=r"perovskite\.yaml: read_voltage_v"):
         DevicePreset.load("perovskite", read_voltage_v=0.9)
 
