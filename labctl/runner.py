@@ -43,6 +43,7 @@ from pymeasure.experiment import (
     Results,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 import labctl
 from labctl import storage
@@ -251,8 +252,21 @@ class _Sink:
     def flush(self) -> None:
         if not (self._points or self._cells or self._maps):
             return
-        stored = self.recorder.write(self._points, self._cells, self._maps)
+        try:
+            stored = self.recorder.write(self._points, self._cells, self._maps)
+        except SQLAlchemyError:
+            if not self._points or not (self._cells or self._maps):
+                raise
+            # A cell record or map the database refuses must not take the
+            # measured points with it: they are stored alone, then the error.
+            self._keep(self.recorder.write(self._points))
+            self._points, self._cells, self._maps = [], [], []
+            raise
         self._points, self._cells, self._maps = [], [], []
+        self._keep(stored)
+
+    def _keep(self, stored: list[tuple[int, dict[str, Any]]]) -> None:
+        """Points the database holds: into the CSV, counted and reported."""
         self._committed_at = time.monotonic()
         self.csv.append([data for _, data in stored])
         self.points += len(stored)

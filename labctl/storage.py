@@ -209,8 +209,9 @@ class ProgrammingEntry(Base):
     cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id"))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     target_s: Mapped[float] = mapped_column(Float)
-    final_s: Mapped[float] = mapped_column(Float)
-    error: Mapped[float] = mapped_column(Float)  # (final - target) / target
+    #: None when the cell's last reading was not a number (an overflow).
+    final_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[float | None] = mapped_column(Float)  # (final - target) / target
     pulses: Mapped[int] = mapped_column(Integer)
     rounds: Mapped[int] = mapped_column(Integer)
     converged: Mapped[bool] = mapped_column(Boolean)
@@ -788,7 +789,8 @@ def _write_programmed(conn: Connection, run_id: int, at: datetime,
     )
     conn.execute(insert(ProgrammingEntry), [
         {"run_id": run_id, "cell_id": id_, "at": at, "target_s": c.target_s,
-         "final_s": c.final_s, "error": (c.final_s - c.target_s) / c.target_s,
+         "final_s": _finite(c.final_s),
+         "error": _finite((c.final_s - c.target_s) / c.target_s),
          "pulses": c.pulses, "rounds": c.rounds, "converged": c.converged,
          "stuck": c.stuck, "writes": c.writes} for id_, c in entries
     ])

@@ -75,6 +75,9 @@ SINH, RECTIFIER, EXPONENTIAL_IV = range(3)
 """The I-V families: analog and volatile cells, activation cells, exponential."""
 _FAMILY_OF_MODE = np.array([SINH, SINH, RECTIFIER, EXPONENTIAL_IV])
 
+SINH_CEILING = 300.0
+"""Largest argument of the sinh I-V; beyond it the current stops growing."""
+
 AGE_TOLERANCE = 3e-4
 """Largest change of state, as a fraction of the window, that relaxation may
 build up before the cells are aged again: far below any read noise."""
@@ -417,7 +420,11 @@ def current_per_siemens(preset: DevicePreset, v: Any, family: int = SINH) -> Any
     size = abs(v)
     past = size - ohmic
     beyond = (past + abs(past)) / 2  # how far past the ohmic region, or 0
-    magnitude = size + v0 * fn.sinh(beyond / v0) - beyond
+    # Past SINH_CEILING the growth stops: far beyond any real level, it only
+    # keeps a solver's trial steps (a shorted cell, say) finite.
+    ratio = beyond / v0
+    ratio = min(ratio, SINH_CEILING) if fn is math else np.minimum(ratio, SINH_CEILING)
+    magnitude = size + v0 * fn.sinh(ratio) - beyond
     if family == RECTIFIER:
         reverse = preset.activation_rectification
     else:
@@ -665,6 +672,8 @@ class CellArray:
         self._movable_flat = (self._free & self.formed).reshape(-1)
         self.unformed_any = not bool(self.formed.all())
         self.family = _FAMILY_OF_MODE[self.mode]
+        #: Per cell (flat) its row, and the row of its I-V family in families.
+        self._row_of_cell = np.repeat(np.arange(self.rows), self.cols)
         #: The I-V families the cells have.
         self.families = np.unique(self.family).tolist()
         #: The I-V family of every cell when they share one, else None.
@@ -673,6 +682,7 @@ class CellArray:
         )
         self._volatile = self._free & self.formed & (self.mode == VOLATILE)
         self._volatile_any = bool(self._volatile.any())
+        self._family_flat = self._family_rows(self.family.reshape(-1))
 
     def _find_threshold_extremes(self) -> None:
         # No voltage between the thresholds nearest to 0 V of the cells that
@@ -1004,20 +1014,27 @@ class CellArray:
 
     def _account_nets(self, entries: list[_Noted]) -> None:
         """Sum intervals noted by nets, all with the same number of nets."""
+        # The patterns of nets the intervals share, each stacked once.
+        patterns: dict[int, int] = {}
+        kept: list[_Noted] = []
+        for entry in entries:
+            if patterns.setdefault(id(entry[2]), len(patterns)) == len(kept):
+                kept.append(entry)
+        order = np.array([patterns[id(entry[2])] for entry in entries])
+        cols_of = np.stack([entry[1] for entry in kept])
+
         levels = np.array([entry[3] for entry in entries])
         times_s = np.array([entry[4] for entry in entries])
-        cols = np.stack([entry[1] for entry in entries])
-        col_v = np.take_along_axis(levels, cols, 1)
+        col_v = np.take_along_axis(levels, cols_of[order], 1)
         even = (col_v == col_v[:, :1]).all(axis=1)
-        family = self._family_rows(self.family.reshape(-1))
-        flat_rows = np.repeat(np.arange(self.rows), self.cols)
+        family, flat_rows = self._family_flat, self._row_of_cell
         main = np.zeros((2, self.rows * self.cols))
         at_changed = []  # per group: its intervals and their doses at changed cells
         changed = np.fromiter(self._changed, dtype=np.intp, count=len(self._changed))
 
         if even.any():  # each cell at its row's voltage less the columns'
             picked = np.flatnonzero(even)
-            rows = np.stack([entries[k][0] for k in picked])
+            rows = np.stack([entry[0] for entry in kept])[order[picked]]
             row_v = np.take_along_axis(levels[picked], rows, 1) - col_v[picked, :1]
             doses = self._doses(row_v, times_s[picked])  # (2, F, E, rows)
             main += doses.sum(axis=2)[:, family, flat_rows]
@@ -1027,19 +1044,14 @@ class CellArray:
         if not even.all():  # each cell at its pair of nets' voltage difference
             picked = np.flatnonzero(~even)
             pair_v = levels[picked][:, :, None] - levels[picked][:, None, :]
-            pair_v = pair_v.reshape(len(picked), -1)
-            doses = self._doses(pair_v, times_s[picked])  # (2, F, E, pairs)
-            # Summed per pattern of nets first, then spread to the cells.
-            patterns: dict[int, int] = {}
-            order = [patterns.setdefault(id(entries[k][2]), len(patterns))
-                     for k in picked]
-            spread = {patterns[id(entries[k][2])]: entries[k][2] for k in picked}
-            summed = np.zeros(doses.shape[:2] + (len(patterns),) + doses.shape[3:])
-            np.add.at(summed, (slice(None), slice(None), order), doses)
-            pattern_codes = np.stack([spread[k] for k in range(len(patterns))])
-            per_cell = np.take_along_axis(summed, pattern_codes[None, None], axis=3)
+            doses = self._doses(pair_v.reshape(len(picked), -1), times_s[picked])
+            # (2, F, E, pairs): summed per pattern first, then spread to the cells
+            summed = np.zeros(doses.shape[:2] + (len(kept),) + doses.shape[3:])
+            np.add.at(summed, (slice(None), slice(None), order[picked]), doses)
+            codes_of = np.stack([entry[2] for entry in kept])
+            per_cell = np.take_along_axis(summed, codes_of[None, None], axis=3)
             main += per_cell.sum(axis=2)[:, family, np.arange(family.size)]
-            codes = np.stack([entries[k][2][changed] for k in picked])
+            codes = codes_of[:, changed][order[picked]]
             span = np.arange(len(picked))[:, None]
             at_changed.append((picked, np.moveaxis(
                 doses[:, family[changed][None, :], span, codes], 1, 2)))
@@ -1052,8 +1064,8 @@ class CellArray:
         # The conductances the changed cells had, per set of conductances noted.
         sets: dict[int, int] = {}
         which = np.array([sets.setdefault(id(e[5]), len(sets)) for e in entries])
-        kept = {sets[id(entry[5])]: entry[5] for entry in entries}
-        had = np.stack([kept[k].reshape(-1) for k in range(len(sets))])[:, changed]
+        firsts = {sets[id(entry[5])]: entry[5] for entry in entries}
+        had = np.stack([firsts[k].reshape(-1)[changed] for k in range(len(sets))])
         for picked, doses in at_changed:
             # (2, changed, intervals): what the changed cells took per siemens
             was = had[which[picked]].T

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pymeasure.experiment import Results
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labctl import runner, storage
+from labctl.engine.writeverify import WriteVerify
 from labctl.rig import Rig
 from labctl.station import load_station
 from procedures.base import ParameterError
@@ -164,3 +171,39 @@ def Rig_check(path):
         return rig.check_wiring()
     finally:
         rig.close()
+
+
+def test_a_cell_record_the_database_refuses_keeps_the_measured_points(
+    station_path, db_url, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise IntegrityError("INSERT INTO programming_log", {}, Exception("refused"))
+
+    monkeypatch.setitem(storage._CELL_WRITERS, storage.CellProgrammed, refuse)
+    station = load_station(station_path)
+    outcome = run("program_map", station, db_url, targets="gradient")
+    assert outcome.status == "failed"
+    assert "refused" in outcome.message
+    stored = points(db_url, outcome.run_id)
+    assert stored, "the points measured before the refusal are lost"
+    assert len(Results.load(str(outcome.csv_path)).data) == len(stored)
+
+
+def test_an_unreadable_cell_is_logged_without_a_conductance(
+    station_path, db_url, monkeypatch
+):
+    # An overflow reading (NaN) is a measurement like any other: stored as none.
+    program_cell = WriteVerify._program_cell
+
+    def first_unreadable(self, r, c, target):
+        entry = program_cell(self, r, c, target)
+        return replace(entry, final_s=math.nan) if (r, c) == (0, 0) else entry
+
+    monkeypatch.setattr(WriteVerify, "_program_cell", first_unreadable)
+    outcome = run("program_map", load_station(station_path), db_url, targets="gradient")
+    assert outcome.status == "finished", outcome.message
+    with Session(storage.connect(db_url)) as session:
+        finals = session.scalars(select(storage.ProgrammingEntry.final_s).where(
+            storage.ProgrammingEntry.run_id == outcome.run_id)).all()
+    assert len(finals) > 1
+    assert finals.count(None) == 1
