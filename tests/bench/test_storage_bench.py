@@ -1,0 +1,39 @@
+"""The storage benchmark's core at a small size: every point stored and loaded."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "storage.py"
+
+
+@pytest.fixture(scope="module")
+def figures():
+    spec = importlib.util.spec_from_file_location("storage_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        (sqlite,) = module.run(points=50, load_points=1000)
+        return sqlite, module.report([sqlite])
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_every_point_is_stored_one_by_one_and_batched(figures):
+    sqlite, _ = figures
+    assert [(s.batch, s.points, s.stored) for s in sqlite.stores] == [
+        (1, 50, 50), (100, 50, 50)]
+
+
+def test_the_loaded_frame_holds_every_point(figures):
+    sqlite, _ = figures
+    assert (sqlite.load.points, sqlite.load.rows) == (1000, 1000)
+
+
+def test_the_report_names_the_database(figures):
+    _, report = figures
+    assert "SQLite" in report
