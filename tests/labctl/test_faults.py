@@ -14,91 +14,21 @@ import itertools
 from pathlib import Path
 
 import pytest
-import yaml
 
-from labctl import runner, storage
-from labctl.rig import Rig
-from labctl.station import ConfigError, load_station
-from simulator.bench import Bench, bench_for, forget
-from tests.conftest import DEMO_BENCH, DEMO_STATION
-
-PROCEDURES = {
-    "iv_sweep": {"step": "0.1"},
-    "read_map": {},
-    "program_map": {"targets": "gradient", "max_rounds": "6"},
-    "attention_head": {"sentences": "1"},  # stopped after two tiles
-}
-TILES = 2
-
-FAULTS = {
-    "timeout": ("smu1", {"kind": "timeout"}),
-    "drop": ("smu1", {"kind": "drop"}),
-    "garble": ("smu1", {"kind": "garble", "times": 3}),
-    "truncate": ("smu1", {"kind": "truncate", "times": 3}),
-    "error_storm": ("smu1", {"kind": "error_storm"}),
-    "reboot": ("smu1", {"kind": "reboot"}),
-    "node_reboot": ("smu2", {"kind": "reboot"}),
-    "relay_welded": ("matrix", {"kind": "relay_stuck", "relay": "1A01"}),
-    "relay_open": ("matrix", {"kind": "relay_stuck", "relay": "1C09", "state": "open"}),
-    "compliance_trip": ("smu2", {"kind": "compliance_trip", "channel": "smua"}),
-    "cell_short": ("chip", {"kind": "cell_short", "cell": "A0[1, 1]"}),
-}
-
-
-def small_station(folder: Path, faults: dict | None = None) -> Path:
-    """The demo station on a chip of 8 x 4 cells, all wired, on a bench of its own."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chip = {
-        "name": "PVK-small",
-        "preset": "perovskite",
-        "arrays": {"A0": {"rows": 8, "cols": 4}},
-    }
-    (folder / "chip.yaml").write_text(yaml.safe_dump(chip))
-    station = yaml.safe_load(DEMO_STATION.read_text())
-    station["chip"] = "chip.yaml"
-    station["visa_library"] = "bench.yaml@labsim"
-    station["wiring"]["columns"] = {
-        1: [f"A0.R{r}" for r in range(8)] + [f"A0.C{c}" for c in range(4)]
-    }
-    (folder / "station.yaml").write_text(yaml.safe_dump(station, sort_keys=False))
-    bench = yaml.safe_load(DEMO_BENCH.read_text())
-    bench["station"] = "station.yaml"
-    if faults:
-        bench["faults"] = faults
-    (folder / "bench.yaml").write_text(yaml.safe_dump(bench, sort_keys=False))
-    forget(folder / "bench.yaml")
-    return folder / "station.yaml"
-
-
-def run_once(folder: Path, name: str, faults: dict | None = None):
-    """Run a procedure; return its outcome, what it stored (points, or the
-    tile maps of attention_head), the bench it ran on and what was on at its
-    end, and the bench time of each tile's end."""
-    station = load_station(small_station(folder, faults))
-    bench = bench_for(folder / "bench.yaml")
-    engine = storage.connect(f"sqlite:///{folder / 'runs.sqlite'}")
-    proc = runner.build_procedure(name, PROCEDURES[name], station)
-    rig = Rig(station)
-    tiles_end_s: list[float] = []
-    try:
-
-        def after_tiles(percent: float) -> None:
-            if name == "attention_head":
-                tiles_end_s.append(bench.now_s)
-                if len(tiles_end_s) == TILES:
-                    rig.stop_requested = f"stopped after {TILES} tiles"
-
-        outcome = runner.run(proc, station, engine, rig=rig, progress=after_tiles)
-        ended = {"outputs_on": bench.outputs_on(), "closed": bench.closed_relays()}
-    finally:
-        rig.close()
-    if name == "attention_head":
-        stored = [
-            m.to_array().tolist() for m in storage.run_maps(engine, outcome.run_id)
-        ]
-    else:
-        stored = storage.run_points(engine, outcome.run_id)
-    return outcome, stored, bench, ended, tiles_end_s
+from labctl.station import ConfigError
+from simulator.bench import Bench, bench_for
+from tests.conftest import DEMO_BENCH
+from tests.labctl.fault_matrix import (
+    FAULTS,
+    HALFWAY,
+    LATE,
+    PROCEDURES,
+    clean_run,
+    examine,
+    fault_case,
+    run_once,
+    small_station,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,66 +36,46 @@ def clean(tmp_path_factory):
     """Each procedure's run without a fault: when to strike, and what it stored."""
     runs = {}
     for name in PROCEDURES:
-        outcome, stored, bench, _, tiles_end_s = run_once(
-            tmp_path_factory.mktemp(name), name
-        )
+        outcome, runs[name] = clean_run(tmp_path_factory.mktemp(name), name)
         assert outcome.status in ("finished", "aborted"), outcome.message
-        # Halfway; for attention_head, halfway through its last tile.
-        start_s = tiles_end_s[-2] if tiles_end_s else 0.0
-        runs[name] = (start_s, bench.now_s - start_s, stored)
     return runs
 
 
 def check_safe_end(
-    station_path: Path, outcome, points, bench: Bench, ended, clean_points, welded=()
+    station_path: Path, outcome, points, bench: Bench, ended, before, welded=()
 ):
-    limits = load_station(station_path).limits
-    assert outcome.status in ("finished", "failed", "aborted")
-    if outcome.status == "failed":
-        assert outcome.message
-    assert bench.faults.struck, "the fault never struck"
-    assert ended["outputs_on"] == []
-    assert set(ended["closed"]) <= set(welded)
-    exposure = bench.exposure
-    assert exposure.max_line_v() <= limits.max_voltage_v
-    assert exposure.cells_above(limits.max_voltage_v) == []
-    assert exposure.max_limit_a <= limits.max_compliance_a
-    assert points, "what was measured before the fault is lost"
-    assert points[0] == clean_points[0]
+    end = examine(station_path, outcome, points, bench, ended, before.stored, welded)
+    assert end.status in ("finished", "failed", "aborted")
+    if end.status == "failed":
+        assert end.message
+    assert end.struck, "the fault never struck"
+    assert end.outputs_on == []
+    assert end.stray_closed == []
+    assert end.max_line_v <= end.max_voltage_v
+    assert end.cells_above == []
+    assert end.max_limit_a <= end.max_compliance_a
+    assert end.points, "what was measured before the fault is lost"
+    assert end.first_point_kept
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("name", PROCEDURES)
 def test_a_fault_halfway_ends_safe(tmp_path, clean, name, fault):
-    instrument, spec = FAULTS[fault]
-    start_s, duration_s, clean_points = clean[name]
-    faults = {instrument: [{**spec, "at_s": start_s + duration_s / 2}]}
+    faults, welded = fault_case(fault, clean[name], HALFWAY)
     outcome, points, bench, ended, _ = run_once(tmp_path, name, faults)
-    welded = (
-        [spec["relay"]] if spec["kind"] == "relay_stuck" and "state" not in spec else []
-    )
     check_safe_end(
-        tmp_path / "station.yaml", outcome, points, bench, ended, clean_points, welded
+        tmp_path / "station.yaml", outcome, points, bench, ended, clean[name], welded
     )
-
-
-LATE = (0.1, 0.3, 0.7, 0.9)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("fault", "when"), list(itertools.product(FAULTS, LATE)))
 @pytest.mark.parametrize("name", PROCEDURES)
 def test_a_fault_at_any_point_ends_safe(tmp_path, clean, name, fault, when):
-    instrument, spec = FAULTS[fault]
-    start_s, duration_s, clean_points = clean[name]
-    lasting = {"times": 50} if spec["kind"] in ("timeout", "garble", "truncate") else {}
-    faults = {instrument: [{**spec, **lasting, "at_s": start_s + duration_s * when}]}
+    faults, welded = fault_case(fault, clean[name], when, lasting=True)
     outcome, points, bench, ended, _ = run_once(tmp_path, name, faults)
-    welded = (
-        [spec["relay"]] if spec["kind"] == "relay_stuck" and "state" not in spec else []
-    )
     check_safe_end(
-        tmp_path / "station.yaml", outcome, points, bench, ended, clean_points, welded
+        tmp_path / "station.yaml", outcome, points, bench, ended, clean[name], welded
     )
 
 
