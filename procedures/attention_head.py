@@ -64,11 +64,8 @@ class AttentionHead(LabProcedure):
     DATA_COLUMNS = ["Sentence", "Token", "Cosine", "Cosine q", "Cosine k", "Cosine v"]
 
     def check(self, station: Station) -> None:
-        limits = station.limits
-        self.check_level("read_voltage", self.read_voltage, limits.max_read_voltage_v,
-                         "max_read_voltage_v")
-        for name in ("set_voltage", "reset_voltage"):
-            self.check_level(name, getattr(self, name), limits.max_voltage_v, "max_voltage_v")
+        self.check_levels(station, reads=("read_voltage",))
+        self.check_levels(station, pulses=("set_voltage", "reset_voltage"))
         self.require(self.g_low < self.g_high, "attention_head: g_low must be below g_high")
         self.check_cell(station, self.array)
         available = len(load_extract().sentences)

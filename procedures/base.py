@@ -75,6 +75,18 @@ class LabProcedure(Procedure):
                      f"{self.NAME}: {name} = {level_v:g} V exceeds the chip's {what} "
                      f"of {limit_v:g} V")
 
+    def check_levels(self, station: Station, pulses: tuple[str, ...] = (),
+                     reads: tuple[str, ...] = ()) -> None:
+        """Named level parameters within the chip's limits: ``pulses`` under
+        its ``max_voltage_v``, ``reads`` under its ``max_read_voltage_v``."""
+        limits = station.limits
+        for name in pulses:
+            self.check_level(name, getattr(self, name), limits.max_voltage_v,
+                             "max_voltage_v")
+        for name in reads:
+            self.check_level(name, getattr(self, name), limits.max_read_voltage_v,
+                             "max_read_voltage_v")
+
     def check_cell(self, station: Station, array: str, row: int | None = None,
                    col: int | None = None) -> None:
         """The array exists and (row, col) is one of its wired lines."""

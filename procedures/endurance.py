@@ -61,17 +61,8 @@ class Endurance(LabProcedure):
     DATA_COLUMNS = ["Cycle", "On (S)", "Off (S)", "Ratio"]
 
     def check(self, station: Station) -> None:
-        limits = station.limits
-        for name in ("set_voltage", "reset_voltage"):
-            self.check_level(
-                name, getattr(self, name), limits.max_voltage_v, "max_voltage_v"
-            )
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, pulses=("set_voltage", "reset_voltage"),
+                          reads=("read_voltage",))
         self.check_cell(station, self.array, self.row, self.col)
 
     def startup(self) -> None:

@@ -54,12 +54,7 @@ class Multilevel(LabProcedure):
     ]
 
     def check(self, station: Station) -> None:
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            station.limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, reads=("read_voltage",))
         self.require(self.g_low < self.g_high, "multilevel: g_low must be below g_high")
         self.cells = block(self, station, self.array, self.first_row, self.levels)
 

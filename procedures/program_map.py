@@ -52,11 +52,8 @@ class ProgramMap(LabProcedure):
     resumed = False
 
     def check(self, station: Station) -> None:
-        limits = station.limits
-        for name in ("set_voltage", "reset_voltage"):
-            self.check_level(name, getattr(self, name), limits.max_voltage_v, "max_voltage_v")
-        self.check_level("read_voltage", self.read_voltage, limits.max_read_voltage_v,
-                         "max_read_voltage_v")
+        self.check_levels(station, pulses=("set_voltage", "reset_voltage"),
+                          reads=("read_voltage",))
         self.require(self.g_low < self.g_high, "program_map: g_low must be below g_high")
         self.check_cell(station, self.array)
         rows, cols = station.wired_lines(self.array)

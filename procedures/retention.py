@@ -60,12 +60,7 @@ class Retention(LabProcedure):
     ]
 
     def check(self, station: Station) -> None:
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            station.limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, reads=("read_voltage",))
         self.require(
             self.g_low <= self.g_high, "retention: g_low must not exceed g_high"
         )

@@ -46,17 +46,8 @@ class Variability(LabProcedure):
     DATA_COLUMNS = ["Row", "Column", "On (S)", "Off (S)"]
 
     def check(self, station: Station) -> None:
-        limits = station.limits
-        for name in ("set_voltage", "reset_voltage"):
-            self.check_level(
-                name, getattr(self, name), limits.max_voltage_v, "max_voltage_v"
-            )
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, pulses=("set_voltage", "reset_voltage"),
+                          reads=("read_voltage",))
         self.check_cell(station, self.array, self.rows - 1, self.cols - 1)
 
     def startup(self) -> None:
