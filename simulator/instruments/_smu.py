@@ -33,6 +33,7 @@ from simulator.scpi import (
     REQUIRED,
     WORD,
     Command,
+    ListOf,
     Number,
     Param,
     ScpiError,
@@ -473,6 +474,50 @@ class OnOffOnce(Param):
 
 
 # Source lists and sweeps.
+
+
+def source_list_commands(
+    head: str,
+    node: str,
+    lists: Callable[[Any], dict[bool, list[float]]],
+    load: Callable[[Any, tuple[float, ...], bool], None],
+    volts: bool,
+    level: Param,
+) -> list[Command]:
+    """``<head>:LIST:<node>``, ``:APPend`` and ``:POINts?`` of one function.
+
+    Parameters
+    ----------
+    head : str
+        The source subsystem's header, ``":SOURce[1]"`` or ``":SOURce#"``.
+    node : str
+        ``"VOLTage"`` or ``"CURRent"``.
+    lists : callable
+        The source lists (keyed True for voltage) a command's context owns.
+    load : callable
+        ``load(context, values, append)`` stores values in that list.
+    volts : bool
+        Whether these are the voltage function's commands.
+    level : Param
+        The parameter one level is read with (its range).
+    """
+    return [
+        Command(
+            f"{head}:LIST:{node}",
+            set=lambda c, xs: load(c, xs, False),
+            query=lambda c: tuple(lists(c)[volts]),
+            params=[ListOf(level)],
+        ),
+        Command(
+            f"{head}:LIST:{node}:APPend",
+            set=lambda c, xs: load(c, xs, True),
+            params=[ListOf(level)],
+        ),
+        Command(
+            f"{head}:LIST:{node}:POINts?",
+            query=lambda c: len(lists(c)[volts]),
+        ),
+    ]
 
 
 def extend_list(

@@ -38,6 +38,7 @@ from simulator.instruments._smu import (
     extend_list,
     out_of_range,
     setting,
+    source_list_commands,
 )
 from simulator.scpi import (
     Boolean,
@@ -495,20 +496,10 @@ class B2900(SimulatedSmu):
                 params=[Boolean()],
             ),
             *Staircase.commands(head, lambda c: ch(c).staircase, volts, top),
-            Command(
-                f":SOURce#:LIST:{node}",
-                set=lambda c, xs: self._load_list(ch(c), volts, xs, append=False),
-                query=lambda c: tuple(ch(c).source_list[volts]),
-                params=[ListOf(level)],
-            ),
-            Command(
-                f":SOURce#:LIST:{node}:APPend",
-                set=lambda c, xs: self._load_list(ch(c), volts, xs, append=True),
-                params=[ListOf(level)],
-            ),
-            Command(
-                f":SOURce#:LIST:{node}:POINts?",
-                query=lambda c: len(ch(c).source_list[volts]),
+            *source_list_commands(
+                ":SOURce#", node, lambda c: ch(c).source_list,
+                lambda c, xs, append: self._load_list(ch(c), volts, xs, append),
+                volts, level,
             ),
         ]
 

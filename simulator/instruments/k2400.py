@@ -40,6 +40,7 @@ from simulator.instruments._smu import (
     extend_list,
     out_of_range,
     setting,
+    source_list_commands,
     statistic,
 )
 from simulator.scpi import (
@@ -413,20 +414,10 @@ class K2400(SimulatedSmu):
                 params=[Choice("FIXed|SWEep|LIST")],
             ),
             *Staircase.commands(head, lambda *_: self.staircase, volts, top),
-            Command(
-                f":SOURce[1]:LIST:{node}",
-                set=lambda _, xs: self._load_list(volts, xs, append=False),
-                query=lambda _: tuple(self.source_list[volts]),
-                params=[ListOf(Number(-top, top))],
-            ),
-            Command(
-                f":SOURce[1]:LIST:{node}:APPend",
-                set=lambda _, xs: self._load_list(volts, xs, append=True),
-                params=[ListOf(Number(-top, top))],
-            ),
-            Command(
-                f":SOURce[1]:LIST:{node}:POINts?",
-                query=lambda _: len(self.source_list[volts]),
+            *source_list_commands(
+                ":SOURce[1]", node, lambda _: self.source_list,
+                lambda _, xs, append: self._load_list(volts, xs, append),
+                volts, Number(-top, top),
             ),
         ]
 

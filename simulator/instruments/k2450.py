@@ -38,6 +38,7 @@ from simulator.instruments._smu import (
     log_levels,
     out_of_range,
     setting,
+    source_list_commands,
     statistic,
     step_points,
 )
@@ -503,20 +504,10 @@ class K2450(SimulatedSmu):
                 query=lambda _: self.off_mode[volts],
                 params=[Choice("HIMPedance|NORMal|ZERO|GUARd")],
             ),
-            Command(
-                f":SOURce[1]:LIST:{node}",
-                set=lambda _, xs: self._load_list(volts, xs, append=False),
-                query=lambda _: tuple(self.source_list[volts]),
-                params=[ListOf(Number(-top, top))],
-            ),
-            Command(
-                f":SOURce[1]:LIST:{node}:APPend",
-                set=lambda _, xs: self._load_list(volts, xs, append=True),
-                params=[ListOf(Number(-top, top))],
-            ),
-            Command(
-                f":SOURce[1]:LIST:{node}:POINts?",
-                query=lambda _: len(self.source_list[volts]),
+            *source_list_commands(
+                ":SOURce[1]", node, lambda _: self.source_list,
+                lambda _, xs, append: self._load_list(volts, xs, append),
+                volts, Number(-top, top),
             ),
             *self._sweep_commands(volts, f":SOURce[1]:SWEep:{node}", top),
         ]
