@@ -9,6 +9,7 @@ import yaml
 from labctl.station import InstrumentSpec
 from simulator.bench import Bench
 from simulator.instruments import make_instrument
+from tests.simulator.scpi_talk import ask, errors, numbers, silent
 
 BENCH = Path(__file__).resolve().parents[2] / "data" / "benches" / "b2902a-sim.yaml"
 SMU = "GPIB0::23::INSTR"
@@ -38,32 +39,6 @@ def row_load(bench):
 def other_model(bench, model):
     spec = InstrumentSpec(model=model, resource="GPIB0::9::INSTR")
     return make_instrument("extra", spec, bench)
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    return instrument.read()
-
-
-def errors(instrument):
-    entries = []
-    while (reply := ask(instrument, ":SYST:ERR?")) != '+0,"No error"':
-        entries.append(reply)
-    return entries
-
-
-def codes(instrument):
-    return [int(entry.split(",", 1)[0]) for entry in errors(instrument)]
-
-
-def numbers(reply):
-    return [float(field) for field in reply.split(",")]
-
-
-def silent(instrument, message, code):
-    """The message gets no reply and queues exactly `code`."""
-    instrument.write(message)
-    return instrument.read() is None and codes(instrument) == [code]
 
 
 @pytest.mark.parametrize("model", ["B2901A", "B2902A", "B2912A"])

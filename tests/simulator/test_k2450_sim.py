@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from simulator.bench import Bench
+from tests.simulator.scpi_talk import ask, errors, numbers, silent
 
 BENCH = Path(__file__).resolve().parents[2] / "data" / "benches" / "k2450-sim.yaml"
 SMU = "GPIB0::18::INSTR"
@@ -29,32 +30,6 @@ def row_load(bench):
     master = bench.resource(MASTER)
     master.write('node[4].channel.exclusiveclose("1A01,6H05:6H12")')
     return float(bench.arrays["A0"].conductance_s[0].sum())
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    return instrument.read()
-
-
-def errors(instrument):
-    entries = []
-    while not (reply := ask(instrument, ":SYST:ERR?")).startswith("0,"):
-        entries.append(reply)
-    return entries
-
-
-def codes(instrument):
-    return [int(entry.split(",", 1)[0]) for entry in errors(instrument)]
-
-
-def numbers(reply):
-    return [float(field) for field in reply.split(",")]
-
-
-def silent(instrument, message, code):
-    """The message gets no reply and queues exactly `code`."""
-    instrument.write(message)
-    return instrument.read() is None and codes(instrument) == [code]
 
 
 # Identity, reset and errors
