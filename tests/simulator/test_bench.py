@@ -10,6 +10,7 @@ import yaml
 from labctl.station import ConfigError
 from simulator.bench import Bench, Timing, bench_for, forget
 from simulator.circuit import solve
+from tests.simulator.tsp_talk import ask
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "benches" / "demo.yaml"
@@ -25,14 +26,6 @@ def bench():
 @pytest.fixture
 def smu(bench):
     return bench.resource("GPIB0::26::INSTR")
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    replies = []
-    while (reply := instrument.read()) is not None:
-        replies.append(reply)
-    return replies
 
 
 def currents(instrument, *channels):

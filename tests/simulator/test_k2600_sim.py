@@ -10,6 +10,7 @@ from labctl.station import InstrumentSpec
 from simulator.bench import Bench
 from simulator.instruments import make_instrument
 from simulator.instruments.k2600 import OVERFLOW, RATINGS
+from tests.simulator.tsp_talk import ask
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "benches" / "demo.yaml"
 
@@ -22,14 +23,6 @@ def bench():
 @pytest.fixture
 def smu(bench):
     return bench.resource("GPIB0::26::INSTR")
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    replies = []
-    while (reply := instrument.read()) is not None:
-        replies.append(reply)
-    return replies
 
 
 def number(instrument, expression):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from simulator.bench import Bench
+from tests.simulator.tsp_talk import ask
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "benches" / "demo.yaml"
 
@@ -23,14 +24,6 @@ def master(bench):
 def matrix(bench):
     """The 707B itself, driven directly (as node 4 runs it)."""
     return bench.instruments["matrix"]
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    replies = []
-    while (reply := instrument.read()) is not None:
-        replies.append(reply)
-    return replies
 
 
 def closed(matrix):

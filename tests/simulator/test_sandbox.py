@@ -15,6 +15,7 @@ from simulator.tsp import (
     MESSAGE_LIMIT_CHARS,
     RUNTIME_ERROR,
 )
+from tests.simulator.tsp_talk import ask
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "benches" / "demo.yaml"
 
@@ -22,14 +23,6 @@ DEMO = Path(__file__).resolve().parents[2] / "data" / "benches" / "demo.yaml"
 @pytest.fixture(scope="module")
 def smu():
     return Bench.from_file(DEMO).resource("GPIB0::26::INSTR")
-
-
-def ask(instrument, message):
-    instrument.write(message)
-    replies = []
-    while (reply := instrument.read()) is not None:
-        replies.append(reply)
-    return replies
 
 
 def queued(instrument):

@@ -11,6 +11,7 @@ from simulator.tsp import (
     SYNTAX_ERROR,
     TspRuntime,
 )
+from tests.simulator.tsp_talk import ask
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "benches" / "demo.yaml"
 EMPTY = "0.00000e+00\tQueue Is Empty\t0.00000e+00\t0.00000e+00"
@@ -24,15 +25,6 @@ def bench():
 @pytest.fixture
 def smu(bench):
     return bench.resource("GPIB0::26::INSTR")
-
-
-def ask(instrument, message):
-    """Send one message and collect every reply line."""
-    instrument.write(message)
-    replies = []
-    while (reply := instrument.read()) is not None:
-        replies.append(reply)
-    return replies
 
 
 def errors(instrument):
