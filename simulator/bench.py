@@ -758,7 +758,7 @@ class Bench:
             for name, value in changes.items():
                 setattr(state, name, value)
             return
-        self._settle()
+        failure = self._settle_before_change()
         changed = False
         for name, value in changes.items():
             if getattr(state, name) != value:
@@ -787,6 +787,8 @@ class Bench:
             self.events.append((self.now_s, channel, state.level))
             if state.volts and state.level_v:
                 self._record_level(state)
+        if failure is not None:
+            raise failure
 
     def set_relays(self, matrix: str, closed_mask: int) -> None:
         """Set which crosspoints of a matrix are closed (one bit per crosspoint)."""
@@ -794,21 +796,40 @@ class Bench:
             closed_mask = self.faults.contacts(closed_mask)
         if matrix != self._matrix.name or closed_mask == self._closed_mask:
             return
+        failure = None
         if not self._quiet:
-            self._settle()
+            failure = self._settle_before_change()
             self.hot_switch_count += 1
             log.debug("relays switched with a source on at %.6g s", self.now_s)
         self._closed_mask = closed_mask
         wired = closed_mask & self._wired_mask
-        if wired == self._wired_closed:
-            return
-        self._wired_closed = wired
-        self._config_changed()
-        for channel in self._live:
-            self._record_level(self._sources[channel])
-        if not self._quiet:
-            self._noted_relays.append(self._wired_closed)
-            self._noted_levels += self._levels
+        if wired != self._wired_closed:
+            self._wired_closed = wired
+            self._config_changed()
+            for channel in self._live:
+                self._record_level(self._sources[channel])
+            if not self._quiet:
+                self._noted_relays.append(self._wired_closed)
+                self._noted_levels += self._levels
+        if failure is not None:
+            raise failure
+
+    def _settle_before_change(self) -> Exception | None:
+        """Settle the time under the configuration about to change; what
+        failed, if it did.
+
+        The change is made whatever happens here: an instrument that was
+        told to turn its output off or open a relay has done so, and the
+        chip must see it. The caller raises the failure once it has.
+        """
+        try:
+            self._settle()
+        except Exception as exc:  # noqa: BLE001 - raised again after the change
+            log.error(
+                "bench: settling before a change failed at %.6g s: %s", self.now_s, exc
+            )
+            return exc
+        return None
 
     def _expose(self, pulsed: SourceState | None = None) -> None:
         """Note the configuration on the chip now (one source at a pulse level)."""
@@ -1347,7 +1368,7 @@ class Bench:
                 currents = self._linear_currents(drive, conductances)
             else:
                 net_v, source_i = self._solve_nodal(
-                    nets, conductances, fixed_v, inject_a
+                    nets, conductances, fixed_v, inject_a, drive
                 )
                 currents = source_i.tolist()
             moves = _compliance_moves(
@@ -1370,12 +1391,17 @@ class Bench:
         conductances: list[np.ndarray],
         fixed_v: np.ndarray,
         inject_a: np.ndarray,
+        drive: _Drive,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Nodal solution with the cells' I-V; Newton steps beyond the ohmic region.
 
         Each step stands every cell in for its tangent at its present voltage:
         its slope as a conductance and the rest of its current as a current
-        source between its lines' nets.
+        source between its lines' nets. No net of a passive chip goes beyond
+        the largest voltage of `drive`'s sources: the steps are kept inside it,
+        and a step the tangents cannot give (a singular system, as under a
+        shorted cell far past its ohmic region) ends the iteration where it
+        is, so that a solve never fails.
         """
         cells = list(self.arrays.values())
         lines = nets.lines
@@ -1391,6 +1417,8 @@ class Bench:
         if all(array.ohmic_at(span_v) for array in cells):
             return net_v, source_i
         driven = ~np.isnan(fixed_v)
+        bound_v = _voltage_bound(drive)
+        net_v = np.clip(net_v, -bound_v, bound_v)
         for _ in range(NEWTON_ROUNDS):
             tangents = []
             fed_a = inject_a.copy()
@@ -1401,8 +1429,17 @@ class Bench:
                 fed_a -= np.bincount(rows, rest_a.sum(axis=1), nets.n_nets)
                 fed_a += np.bincount(cols, rest_a.sum(axis=0), nets.n_nets)
                 tangents.append((slope_s, rows, cols))
-            stepped_v, _ = solve(tangents, nets.n_nets, fixed_v, fed_a)
+            try:
+                stepped_v, _ = solve(tangents, nets.n_nets, fixed_v, fed_a)
+            except np.linalg.LinAlgError:
+                log.debug(
+                    "Newton step singular at %.6g s; kept the last iterate", self.now_s
+                )
+                break
             step_v = np.clip(stepped_v - net_v, -NEWTON_STEP_V, NEWTON_STEP_V)
+            if not np.isfinite(step_v).all():
+                break
+            step_v = np.clip(net_v + step_v, -bound_v, bound_v) - net_v
             net_v = net_v + step_v
             if float(np.abs(step_v).max()) < NEWTON_TOLERANCE_V:
                 break
@@ -1566,6 +1603,15 @@ def _compliance_moves(
         elif abs(net_v[net]) > state.limit_v * (1 + _LIMIT_TOLERANCE):
             moves.append((net, math.copysign(state.limit_v, net_v[net]), 0.0))
     return moves
+
+
+def _voltage_bound(drive: _Drive) -> float:
+    """The largest |V| any net can reach under this drive, V: that of a
+    voltage source's level or a current source's voltage limit."""
+    bound = max((abs(v) for v in drive.levels if v == v), default=0.0)
+    for _, state in drive.singles:
+        bound = max(bound, abs(state.level_v) if state.volts else abs(state.limit_v))
+    return bound
 
 
 def _cell_limits(drive: _Drive, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

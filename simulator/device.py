@@ -413,25 +413,26 @@ def current_per_siemens(preset: DevicePreset, v: Any, family: int = SINH) -> Any
     fn: Any = math if isinstance(v, float) else np
     if fn is np:
         v = np.asarray(v, dtype=float)
+    # Past SINH_CEILING the growth stops: far beyond any real level, it only
+    # keeps a solver's trial steps (a shorted cell, say) finite.
+    least = min if fn is math else np.minimum
     if family == EXPONENTIAL_IV:
         v0 = preset.exponential_v0_v
-        return v0 * fn.expm1(v / v0)
+        return v0 * fn.expm1(least(v / v0, SINH_CEILING))
     ohmic, v0 = preset.ohmic_limit_v, preset.iv_v0_v
     size = abs(v)
     past = size - ohmic
     beyond = (past + abs(past)) / 2  # how far past the ohmic region, or 0
-    # Past SINH_CEILING the growth stops: far beyond any real level, it only
-    # keeps a solver's trial steps (a shorted cell, say) finite.
-    ratio = beyond / v0
-    ratio = min(ratio, SINH_CEILING) if fn is math else np.minimum(ratio, SINH_CEILING)
+    ratio = least(beyond / v0, SINH_CEILING)
     magnitude = size + v0 * fn.sinh(ratio) - beyond
     if family == RECTIFIER:
         reverse = preset.activation_rectification
     else:
         # The reverse branch falls behind by the ratio's power of how far past
-        # the ohmic region it is, so the ratio holds at rectification_at_v.
+        # the ohmic region it is, so the ratio holds at rectification_at_v;
+        # it stops at the same ceiling as the forward branch.
         span = preset.rectification_at_v - ohmic
-        reverse = preset.rectification_ratio ** (beyond / span)
+        reverse = preset.rectification_ratio ** (ratio * v0 / span)
     forward = v >= 0
     return magnitude * forward - magnitude / reverse * (1 - forward)
 

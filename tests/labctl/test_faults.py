@@ -68,6 +68,18 @@ def test_a_fault_halfway_ends_safe(tmp_path, clean, name, fault):
     )
 
 
+def test_a_cell_shorted_early_in_programming_ends_safe(tmp_path, clean):
+    # The short meets write pulses far past the cells' ohmic region while
+    # the sources sit at their current limits: the solve must stay finite
+    # and the instruments' outputs and relays must end as they report.
+    before = clean["program_map"]
+    faults, welded = fault_case("cell_short", before, LATE[0])
+    outcome, points, bench, ended, _ = run_once(tmp_path, "program_map", faults)
+    check_safe_end(
+        tmp_path / "station.yaml", outcome, points, bench, ended, before, welded
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("fault", "when"), list(itertools.product(FAULTS, LATE)))
 @pytest.mark.parametrize("name", PROCEDURES)

@@ -350,6 +350,28 @@ def test_hot_switching_is_counted(smu, bench):
     assert bench.hot_switch_count == 1
 
 
+def test_a_change_is_made_even_when_the_solve_before_it_fails(smu, bench, monkeypatch):
+    # An output turned off and relays opened must reach the chip, whatever
+    # the solve of the time before the change does: the instrument believes
+    # them done.
+    close(smu, [row(0, "A"), col(0, "H")])
+    outputs_on(smu)
+    bench.advance(1.0)
+
+    def fail(noisy):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(bench, "_solution", fail)
+    ask(smu, "smua.source.output = 0")
+    assert bench.outputs_on() == ["smu2.smua"]
+    bench.advance(1.0)
+    ask(smu, 'node[4].channel.open("allslots")')
+    assert bench.closed_relays() == []
+    assert "Singular matrix" in ask(smu, "print(errorqueue.next())")[0]
+    monkeypatch.undo()
+    assert ask(smu, "print(smua.source.output, node[4].channel.getclose('allslots'))")
+
+
 # Pulse trains
 
 

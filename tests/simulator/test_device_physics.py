@@ -226,6 +226,21 @@ def test_reads_are_ohmic_and_larger_voltages_follow_the_sinh_with_rectification(
     )
 
 
+@pytest.mark.parametrize("family", [0, RECTIFIER, EXPONENTIAL_IV])
+def test_far_past_any_real_level_the_current_stays_finite(family):
+    # A solver's trial step (a shorted cell, a source at its limit) may ask
+    # for kilovolts; no branch may overflow, whether the voltage comes as a
+    # float or in an array.
+    p = DevicePreset.load("perovskite")
+    v = np.array([-1e6, -1e3, -50.0, 50.0, 1e3, 1e6])
+    with np.errstate(over="raise", invalid="raise"):
+        currents = current_per_siemens(p, v, family)
+        floats = [current_per_siemens(p, float(x), family) for x in v]
+    assert np.isfinite(currents).all()
+    np.testing.assert_allclose(floats, currents)
+    assert (np.sign(currents) == np.sign(v)).all()
+
+
 def test_the_bench_reads_a_cell_at_its_chord_conductance():
     bench = Bench.from_file(
         DEMO, device={"read_sigma": 0.0, "thermal_noise_a": 0.0, "read_flicker_q": 0.0}
