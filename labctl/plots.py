@@ -11,7 +11,15 @@ display and leave pyplot's state alone:
   the pulses each took;
 * ``attention_head``: one sentence's attention map on the chip beside the
   float64 reference (runs stored before maps were kept show the per-token
-  cosine similarity instead).
+  cosine similarity instead);
+* the characterizations, with the panels of the datasheet
+  (:mod:`labctl.report`): ``forming`` log |I| against V per cell;
+  ``pulse_response`` conductance against pulse number, potentiation and
+  depression; ``multilevel`` every level's conductance when written and
+  after the hold; ``retention`` conductance against log time; ``endurance``
+  on and off conductance against cycles, both axes log; ``read_disturb``
+  the drift of a cell against reads, per read voltage; ``variability`` the
+  SET-state map and the spread of on and off conductances.
 """
 
 from __future__ import annotations
@@ -212,9 +220,44 @@ def _token_cosines(figure: Figure, engine: Engine, run: storage.Run) -> None:
     ax.grid(True, alpha=0.3)
 
 
+# Characterizations -------------------------------------------------------------
+
+
+def draw_characterization(
+    figure: Figure, engine: Engine, run: storage.Run, _item: int
+) -> None:
+    """A characterization run drawn with its panels of the datasheet."""
+    from labctl import figures as fig
+    from labctl import report
+
+    name = run.procedure
+    points = storage.run_points(engine, run.id)
+    if not points:
+        raise PlotError(f"run {run.id} ({run.status}) stored no points")
+    sheet = report.Datasheet(chip=run.chip_name or "", station=run.station_name)
+    sheet.runs[name], sheet.points[name] = run.id, points
+    sheet.summaries[name] = run.summary or {}
+    if name == "multilevel":
+        sheet.figures = fig.multilevel_figures(points)
+    panels = report.PANELS[name]
+    for ax, panel in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels,
+                         strict=True):
+        panel(ax, sheet)
+        if not ax.images:
+            ax.grid(True, alpha=0.3)
+    figure.suptitle(_title(run, f"{len(points)} points"))
+
+
 _DRAWERS: dict[str, Callable[[Figure, Engine, storage.Run, int], None]] = {
     "iv_sweep": draw_iv,
     "read_map": draw_read_map,
     "program_map": draw_program_map,
     "attention_head": draw_attention,
+    "forming": draw_characterization,
+    "pulse_response": draw_characterization,
+    "multilevel": draw_characterization,
+    "retention": draw_characterization,
+    "endurance": draw_characterization,
+    "read_disturb": draw_characterization,
+    "variability": draw_characterization,
 }

@@ -464,6 +464,19 @@ def _disturb(ax: Any, sheet: Datasheet) -> None:
     ax.set_ylabel("ΔG (%)")
 
 
+#: Each characterization's panels, as ``labctl plot`` draws its runs.
+PANELS: dict[str, tuple[Callable[[Any, Datasheet], None], ...]] = {
+    "forming": (_forming,),
+    "iv_sweep": (_iv,),
+    "pulse_response": (_pulses,),
+    "multilevel": (_multilevel,),
+    "retention": (_retention,),
+    "endurance": (_endurance,),
+    "variability": (_variability_map, _variability_spread),
+    "read_disturb": (_disturb,),
+}
+
+
 def _table(ax: Any, sheet: Datasheet) -> None:
     ax.axis("off")
     rows = []

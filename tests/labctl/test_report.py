@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labctl import report, runner, storage
+from labctl import plots, report, runner, storage
 from labctl.cli import app
 from labctl.station import load_station
 from simulator.device import DevicePreset
@@ -83,6 +84,31 @@ def test_a_datasheet_from_stored_runs_needs_every_characterization(datasheet, tm
     )
     assert empty.exit_code == 2
     assert "no finished forming" in empty.output
+
+
+def test_each_characterization_run_plots_as_a_device_paper_shows_it(
+    datasheet, tmp_path
+):
+    sheet, *_, db = datasheet
+    engine = storage.connect(db)
+    scales = {}
+    for name, run_id in sheet.runs.items():
+        out = tmp_path / f"{name}.png"
+        made = cli.invoke(app, ["plot", str(run_id), "-o", str(out), "--db", db])
+        assert made.exit_code == 0, made.output
+        assert out.read_bytes()[:4] == b"\x89PNG"
+        figure = plots.figure_for(engine, storage.get_run(engine, run_id))
+        ax = figure.axes[0]
+        scales[name] = (ax.get_xscale(), ax.get_yscale())
+        assert ax.lines or ax.images or ax.patches, f"{name}: nothing drawn"
+    assert scales["retention"] == ("log", "linear")
+    assert scales["endurance"] == ("log", "log")
+    assert scales["forming"][1] == scales["iv_sweep"][1] == "log"
+    # The endurance plot draws the stored on and off conductances.
+    run = storage.get_run(engine, sheet.runs["endurance"])
+    endurance = plots.figure_for(engine, run)
+    on = [p["On (S)"] for p in sheet.points["endurance"]]
+    np.testing.assert_allclose(endurance.axes[0].lines[0].get_ydata(), on)
 
 
 # The preset fit
