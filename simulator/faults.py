@@ -50,8 +50,9 @@ Kinds, and the keys each takes besides ``kind``, ``after`` and ``at_s``:
 
 Transport faults (``timeout``, ``drop``, ``garble``, ``truncate``) need an
 instrument with its own VISA resource. They act in the ``@labsim`` pyvisa
-backend, which is also where every fault's trigger is counted; a bench
-served over TCP injects none.
+backend and on a bench served over TCP (:mod:`simulator.server`, each
+connection a session), which are also where every fault's trigger is
+counted.
 """
 
 from __future__ import annotations

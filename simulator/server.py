@@ -19,6 +19,12 @@ message that gets no reply (a setting, or a query that failed) sends
 nothing, so a failed query times out on the client, in real time: the bench
 clock does not count that wait, as it does on the ``@labsim`` backend.
 
+The bench's faults (:mod:`simulator.faults`) act on the served connections
+as on ``@labsim`` sessions, each connection a session: a lost message is
+never run, a lost reply is not sent, garbled and truncated replies arrive
+so, and a connection dropped in the middle of a reply sends half of it and
+is closed.
+
 Several clients may be connected at once, to one instrument or to several;
 their messages are handled one at a time, each whole, in the order they
 arrive. A client that leaves in the middle of a message loses that message
@@ -37,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import signal
 import socket
@@ -44,6 +51,8 @@ import threading
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
+
+from simulator.faults import Link
 
 if TYPE_CHECKING:
     from pyvisa_labsim.highlevel import SimulatedInstrument
@@ -61,6 +70,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop :meth:`BenchServer.run`."""
 
 _WILDCARDS = ("", "0.0.0.0")
+
+_FIRST_SESSION = 1 << 40
+"""The faults' session number of the first connection, far from those of
+``@labsim`` sessions on the same bench."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,7 @@ class BenchServer:
         self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._stop = asyncio.Event()
         self._thread: threading.Thread | None = None
+        self._sessions = itertools.count(_FIRST_SESSION)
 
     @property
     def ports(self) -> dict[str, int]:
@@ -293,6 +307,7 @@ class BenchServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        session = next(self._sessions)
         while True:
             try:
                 line = await reader.readline()
@@ -314,23 +329,46 @@ class BenchServer:
                         len(line),
                     )
                 return
-            replies = self._answer(instrument, line)
+            replies, cut = self._answer(instrument, line, session)
             if replies:
                 writer.write(replies)
                 await writer.drain()
-            else:
+            elif not cut:
                 _acknowledge_at_once(writer)
+            if cut:
+                log.warning("%s: connection to client %s dropped by a fault",
+                            name, client)
+                return
 
-    def _answer(self, instrument: SimulatedInstrument, line: bytes) -> bytes:
-        """Hand one message to the instrument; its replies, each ending in LF."""
+    def _answer(
+        self, instrument: SimulatedInstrument, line: bytes, session: int
+    ) -> tuple[bytes, bool]:
+        """Hand one message to the instrument: its replies, each ending in
+        LF, and whether a fault cut the connection."""
         message = line.decode("latin-1").rstrip("\r\n")
         if not message:
-            return b""
+            return b"", False
+        bench = self.bench
         with self.lock:
-            self.bench.advance(self.bench.timing.message_latency_s("TCPIP"))
+            bench.advance(bench.timing.message_latency_s("TCPIP"))
+            faults = bench.faults
+            if faults.armed:
+                link = faults.on_write(session, instrument)
+                if link != Link.SEND:
+                    return b"", link == Link.CUT
             instrument.write(message)
-            replies = list(iter(instrument.read, None))
-        return b"".join(reply.encode("latin-1") + b"\n" for reply in replies)
+            sent = []
+            for reply in iter(instrument.read, None):
+                if faults.armed:
+                    arrived, link = faults.on_reply(session, instrument, reply)
+                    if link == Link.CUT:
+                        half = reply.encode("latin-1")[: len(reply) // 2]
+                        return b"".join(sent) + half, True
+                    if arrived is None:
+                        continue
+                    reply = arrived
+                sent.append(reply.encode("latin-1") + b"\n")
+        return b"".join(sent), False
 
 
 def _check_ports(first_port: int, count: int) -> None:

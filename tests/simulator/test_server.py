@@ -317,6 +317,62 @@ def test_a_client_gone_in_the_middle_of_a_reply_leaves_the_server_serving(
     smu.close()
 
 
+# Faults on the served connections.
+
+
+def test_a_garbled_then_a_lost_reply_then_a_clean_one(server):
+    server.bench.faults.add("smu1", "garble")
+    client = raw(server)
+    client.sendall(b'print("abcdefghijklmnop")\n')
+    garbled = read_lines(client, 1)[0]
+    assert garbled != b"abcdefghijklmnop\n" and len(garbled) == 17
+    server.bench.faults.add("smu1", "timeout")
+    client.sendall(b"print(2)\n")
+    client.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        client.recv(64)  # the reply never comes
+    client.settimeout(TIMEOUT_S)
+    client.sendall(b"print(3)\n")
+    assert read_lines(client, 1) == [b"3.00000e+00\n"]
+    client.close()
+
+
+def test_a_truncated_reply_arrives_cut_to_half(rm, server):
+    server.bench.faults.add("smu1", "truncate")
+    smu = session(rm, server)
+    assert smu.query('print("abcdefgh")') == "abcd"
+    assert smu.query('print("abcdefgh")') == "abcdefgh"
+    smu.close()
+
+
+def test_a_dropped_connection_ends_mid_reply_and_the_next_one_serves(
+    rm, server, caplog
+):
+    caplog.set_level(logging.WARNING, logger="simulator.server")
+    server.bench.faults.add("smu1", "drop")
+    client = raw(server)
+    client.sendall(b'print("abcdefgh")\n')
+    received = b""
+    while chunk := client.recv(64):
+        received += chunk
+    assert received == b"abcd"  # half the reply, then the end
+    client.close()
+    assert any("dropped by a fault" in r.getMessage() for r in caplog.records)
+    smu = session(rm, server)
+    assert smu.query("print(1)") == "1.00000e+00"
+    smu.close()
+
+
+def test_messages_lost_while_an_instrument_reboots_are_never_run(rm, server):
+    smu = session(rm, server)
+    smu.write("smua.source.levelv = 0.25")
+    assert smu.query("print(smua.source.levelv)") == "2.50000e-01"  # all served
+    server.bench.faults.add("smu1", "reboot", times=1)
+    smu.write("smua.source.levelv = 0.5")  # lost while it boots
+    assert smu.query("print(smua.source.levelv)") == "0.00000e+00"
+    smu.close()
+
+
 def test_a_message_over_the_limit_ends_its_connection_only(rm, server, caplog):
     caplog.set_level(logging.INFO, logger="simulator.server")
     client = raw(server)
