@@ -236,10 +236,13 @@ class _Sink:
         self._flush_when_due()
 
     def add_map(self, array: str, kind: str, values_s: np.ndarray,
-                read_voltage_v: float | None) -> None:
+                read_voltage_v: float | None, *, flush: bool = True) -> None:
+        """Store a map of an array; ``flush=False`` lets it wait for the next
+        map or point's commit."""
         self._maps.append(storage.MapWrite(array, kind, np.asarray(values_s),
                                            read_voltage_v))
-        self.flush()
+        if flush:
+            self.flush()
 
     def add_result(self, item: int, label: str, metrics: dict[str, Any]) -> None:
         self.flush()

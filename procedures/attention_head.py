@@ -7,9 +7,13 @@ chip as dynamic MACs when asked), and compares it with the same head in
 float64. One point per token; one inference result per sentence, with
 its attention map on the chip and in float64. Each cell's history gets one
 programming entry for the run: the pulses of all its tiles, the last target.
+Each tile's programmed conductances and partial sums are stored as it is
+done, so that a stopped run resumes at the first tile it had not finished.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from pymeasure.experiment import (
@@ -28,6 +32,11 @@ from labctl.storage import CellProgrammed
 from labctl.workload import load_extract
 from procedures.base import LabProcedure
 from procedures.program_map import summarize
+
+PARTIAL = "partial-"
+"""Kind of the map that holds a tile's partial sums (``partial-<tile>``): the
+MAC's column readings of every token, ``(tokens, outputs)``, what a resumed
+run takes instead of that tile."""
 
 
 class AttentionHead(LabProcedure):
@@ -90,25 +99,36 @@ class AttentionHead(LabProcedure):
             context_on_chip=self.context == "chip",
         )
 
+    def resume_from(self, points: list[dict[str, Any]],
+                    maps: dict[str, np.ndarray]) -> None:
+        # A tile is done once its partial sums are stored: its programming
+        # and multiplying are not repeated.
+        self.done_tiles = {
+            int(kind.removeprefix(PARTIAL)): values
+            for kind, values in maps.items() if kind.startswith(PARTIAL)
+        }
+
     def startup(self) -> None:
         self.engine = OnChipHead(self.rig, load_extract(), self.config())
 
     def execute(self) -> None:
         engine = self.engine
         total = len(engine.tiles)
-        done = [0]
+        resumed = getattr(self, "done_tiles", {})
+        done = [len(resumed)]
         tally = _CellTally()
 
-        def on_tile(tile, logs) -> None:
+        def on_tile(tile, logs, partial) -> None:
             done[0] += 1
             tally.add(logs)
-            programmed = np.array([[e.final_s for e in logs]]).reshape(-1)
-            self.sink.add_map(self.array, f"tile-{tile.index}",
-                              programmed.reshape(tile.targets_s.shape), self.read_voltage)
+            programmed = np.array([e.final_s for e in logs]).reshape(tile.targets_s.shape)
+            self.sink.add_map(self.array, f"tile-{tile.index}", programmed,
+                              self.read_voltage, flush=False)
+            self.sink.add_map(self.array, f"{PARTIAL}{tile.index}", partial, None)
             self.progress(done[0], total)
 
         try:
-            _, result = engine.run(on_tile=on_tile)
+            _, result = engine.run(on_tile=on_tile, done=resumed)
         finally:
             self.sink.add_cells(tally.entries(self.array))
         for s in result.sentences:
@@ -132,7 +152,8 @@ class AttentionHead(LabProcedure):
             "sentences": len(result.sentences),
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
             "top1_agreement": float(np.mean([s.top1_agreement for s in result.sentences])),
-            "tiles": result.tiles, "mac_rounds": result.mac_rounds,
+            "tiles": result.tiles, "tiles_resumed": len(resumed),
+            "mac_rounds": result.mac_rounds,
             "placement": engine.config.placement(),
             "programming": summarize(result.cells),
         })

@@ -105,23 +105,39 @@ class OnChipHead:
 
     def run(
         self,
-        on_tile: Callable[[Tile, list[CellLog]], None] | None = None,
+        on_tile: Callable[[Tile, list[CellLog], np.ndarray], None] | None = None,
         on_cell: Callable[[CellLog], None] | None = None,
+        done: dict[int, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, HeadResult]:
-        """Program and multiply tile by tile; return the chip's q|k|v and results."""
+        """Program and multiply tile by tile; return the chip's q|k|v and results.
+
+        ``on_tile`` gets each tile, its cells' logs and its partial sums (the
+        MAC's column readings of every token, ``(tokens, width)``). The tiles
+        in ``done`` (by index, their partial sums as ``on_tile`` got them, from
+        an earlier run) are neither programmed nor multiplied again.
+        """
         x = self.inputs()
         scale = self.mapping.scale_s
         out = np.zeros((x.shape[0], self.mapping.weights.shape[0]))
         cells: list[CellLog] = []
+        done = done or {}
         for tile in self.tiles:
+            width = tile.outputs.stop - tile.outputs.start
+            if tile.index in done:
+                partial = done[tile.index]
+                if partial.shape != (x.shape[0], width):
+                    raise ValueError(f"tile {tile.index}: stored partial sums have "
+                                     f"shape {partial.shape}, the run needs "
+                                     f"{(x.shape[0], width)}")
+                out[:, tile.outputs] += partial / scale
+                continue
             logs = self.writer.program(tile.targets_s, on_cell=on_cell)
             cells.extend(logs)
             self.mac.calibrate(tile.targets_s, tile.index)
-            width = tile.outputs.stop - tile.outputs.start
             partial = self.mac.run(x[:, tile.inputs], width)
             out[:, tile.outputs] += partial / scale
             if on_tile is not None:
-                on_tile(tile, logs)
+                on_tile(tile, logs, partial)
         result = self.compare(out, self._dynamic_operations())
         result.cells = cells
         result.tiles = len(self.tiles)

@@ -118,13 +118,61 @@ def test_a_run_resumes_only_on_its_station_and_chip(station_path, db_url):
         runner.resume(99, station, engine)
 
 
-def test_an_attention_head_run_is_not_resumed(station_path, db_url):
+HEAD = {"sentences": "1"}
+
+
+def tile_maps(engine, run_id):
+    """The kinds of a head run's tile maps, in the order they were stored."""
+    return [m.kind for m in storage.run_maps(engine, run_id)]
+
+
+def test_a_stopped_attention_head_run_resumes_at_its_first_unfinished_tile(
+    station_path, db_url
+):
     station = load_station(station_path)
     engine = storage.connect(db_url)
-    recorder = storage.RunRecorder.start(
-        engine, procedure="attention_head", parameters={"sentences": 1},
-        station_name=station.name, station_snapshot={}, chip_name="PVK-demo",
-        software_version="0")
-    recorder.finish("interrupted")
-    with pytest.raises(runner.ResumeError, match="attention_head runs cannot be"):
-        runner.resume(recorder.run_id, station, engine)
+    rig = Rig(station)
+    try:
+        proc = runner.build_procedure("attention_head", HEAD, station)
+        first = runner.run(proc, station, engine, rig=rig, progress=stop_after(rig, 3))
+        assert first.status == "aborted", first.message
+        before = tile_maps(engine, first.run_id)
+        maps = storage.run_maps(engine, first.run_id)
+        partials = {m.kind: m.to_array() for m in maps}
+        again = runner.resume(first.run_id, station, engine, rig=rig,
+                              progress=stop_after(rig, 2))
+    finally:
+        rig.close()
+    assert again.status == "aborted"
+    after = tile_maps(engine, first.run_id)
+    assert before == [f"{kind}-{i}" for i in range(3) for kind in ("tile", "partial")]
+    # Tiles 0 to 2 are neither programmed nor multiplied again: the resumed
+    # run goes on at tile 3, and the stored partial sums stay as they were.
+    assert after[len(before):] == [
+        f"{kind}-{i}" for i in (3, 4) for kind in ("tile", "partial")
+    ]
+    for m in storage.run_maps(engine, first.run_id)[: len(before)]:
+        np.testing.assert_array_equal(m.to_array(), partials[m.kind])
+
+
+@pytest.mark.slow
+def test_a_resumed_attention_head_run_finishes_as_close_to_float64(
+    station_path, db_url
+):
+    station = load_station(station_path)
+    engine = storage.connect(db_url)
+    rig = Rig(station)
+    try:
+        proc = runner.build_procedure("attention_head", HEAD, station)
+        first = runner.run(proc, station, engine, rig=rig, progress=stop_after(rig, 40))
+        resumed = runner.resume(first.run_id, station, engine, rig=rig)
+    finally:
+        rig.close()
+    assert resumed.status == "finished", resumed.message
+    summary = resumed.summary
+    assert summary["tiles_resumed"] == 40 and summary["tiles"] == 144
+    assert summary["cosine_mean"] > 0.98
+    kinds = tile_maps(engine, first.run_id)
+    assert sorted(kinds) == sorted(
+        f"{kind}-{i}" for i in range(144) for kind in ("tile", "partial")
+    )
