@@ -1407,11 +1407,7 @@ class Bench:
         lines = nets.lines
         arrays = [(g, r, c) for g, (r, c) in zip(conductances, lines, strict=True)]
         if self._line_ohm is not None:
-            # Resistive lines: each cell at its conductance, every line node solved.
-            net_v, source_i, self._line_cell_v = solve_lines(
-                arrays, self._line_ohm, nets.n_nets, fixed_v, inject_a
-            )
-            return net_v, source_i
+            return self._solve_lines(cells, arrays, nets, fixed_v, inject_a, drive)
         net_v, source_i = solve(arrays, nets.n_nets, fixed_v, inject_a)
         span_v = max(float(net_v.max()), 0.0) - min(float(net_v.min()), 0.0)
         if all(array.ohmic_at(span_v) for array in cells):
@@ -1449,6 +1445,54 @@ class Bench:
             outflow_a += np.bincount(rows, current_a.sum(axis=1), nets.n_nets)
             outflow_a -= np.bincount(cols, current_a.sum(axis=0), nets.n_nets)
         return net_v, np.where(driven, outflow_a - inject_a, 0.0)
+
+    def _solve_lines(
+        self,
+        cells: list[CellArray],
+        arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        nets: _Nets,
+        fixed_v: np.ndarray,
+        inject_a: np.ndarray,
+        drive: _Drive,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The nodal solution with resistive lines, every line node solved.
+
+        Cells beyond their ohmic region take Newton steps as in
+        :meth:`_solve_nodal`, each cell at its tangent; the steps are taken
+        on the cells' voltages (what the tangents depend on), each kept
+        within :data:`NEWTON_STEP_V`, until none moves more than
+        :data:`NEWTON_TOLERANCE_V`.
+        """
+        line_ohm, n_nets = self._line_ohm, nets.n_nets
+        assert line_ohm is not None
+        net_v, source_i, cell_v = solve_lines(arrays, line_ohm, n_nets, fixed_v, inject_a)
+        span_v = max(float(net_v.max()), 0.0) - min(float(net_v.min()), 0.0)
+        if not all(array.ohmic_at(span_v) for array in cells):
+            bound_v = 2 * _voltage_bound(drive)  # a cell spans two nets
+            cell_v = [np.clip(v, -bound_v, bound_v) for v in cell_v]
+            for _ in range(NEWTON_ROUNDS):
+                tangents, rests = [], []
+                for array, (g, rows, cols), v in zip(cells, arrays, cell_v, strict=True):
+                    current_a, slope_s = array.tangent(v, g)
+                    tangents.append((slope_s, rows, cols))
+                    rests.append(current_a - slope_s * v)
+                try:
+                    net_v, source_i, stepped_v = solve_lines(
+                        tangents, line_ohm, n_nets, fixed_v, inject_a, rests
+                    )
+                except np.linalg.LinAlgError:
+                    break
+                moved = 0.0
+                for k, (v, new_v) in enumerate(zip(cell_v, stepped_v, strict=True)):
+                    step_v = np.clip(new_v - v, -NEWTON_STEP_V, NEWTON_STEP_V)
+                    if not np.isfinite(step_v).all():
+                        step_v = np.zeros_like(v)
+                    cell_v[k] = v + step_v
+                    moved = max(moved, float(np.abs(step_v).max(initial=0.0)))
+                if moved < NEWTON_TOLERANCE_V:
+                    break
+        self._line_cell_v = cell_v
+        return net_v, source_i
 
     def _linear_currents(
         self, drive: _Drive, conductances: list[np.ndarray]

@@ -199,6 +199,7 @@ def solve_lines(
     n_nets: int,
     fixed_v: np.ndarray,
     inject_a: np.ndarray,
+    rest_a: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """:func:`solve` with resistive lines on the arrays whose ``line_ohm`` > 0.
 
@@ -208,6 +209,10 @@ def solve_lines(
     :class:`~simulator.array_solver.ArrayCircuit` with source and sense
     resistances of one segment). The pin joins the line's net. An array
     with ``line_ohm`` 0 has ideal lines, as in :func:`solve`.
+
+    ``rest_a`` gives, per array, ``(R, C)`` currents of sources in parallel
+    with the cells, from each cell's row end to its column end: with the
+    cells' slopes as conductances, one Newton step of nonlinear cells.
 
     Returns
     -------
@@ -223,6 +228,7 @@ def solve_lines(
     b: list[np.ndarray] = []
     g: list[np.ndarray] = []
     ends: list[tuple[np.ndarray, np.ndarray] | None] = []
+    cell_ends: list[tuple[np.ndarray, np.ndarray]] = []
     n_nodes = n_nets
     for (g_cells, row_net, col_net), ohm in zip(arrays, line_ohm, strict=True):
         rows, cols = g_cells.shape
@@ -231,6 +237,10 @@ def solve_lines(
             for part, values in zip((a, b, g), edges, strict=True):
                 part.append(values)
             ends.append(None)
+            cell_ends.append((
+                np.broadcast_to(row_net[:, None], g_cells.shape).ravel(),
+                np.broadcast_to(col_net[None, :], g_cells.shape).ravel(),
+            ))
             continue
         layout = _resistive_layout(rows, cols, ohm)
         # The array's own unknown nodes come after the nets; its sources are
@@ -241,6 +251,7 @@ def solve_lines(
         b.append(node[layout.b])
         g.append(layout.element_conductances(np.asarray(g_cells, dtype=float)))
         ends.append((node[layout.row_at], node[layout.col_at]))
+        cell_ends.append(ends[-1])
     a_all, b_all, g_all = np.concatenate(a), np.concatenate(b), np.concatenate(g)
 
     driven = np.zeros(n_nodes, dtype=bool)
@@ -249,6 +260,14 @@ def solve_lines(
     node_v[:n_nets] = np.where(driven[:n_nets], fixed_v, 0.0)
     feed_a = np.zeros(n_nodes)
     feed_a[:n_nets] = inject_a
+    # Each cell's parallel source takes its current out of the row end.
+    rest_out_a = np.zeros(n_nodes)
+    if rest_a is not None:
+        for (row_at, col_at), rest in zip(cell_ends, rest_a, strict=True):
+            flat = np.asarray(rest, dtype=float).ravel()
+            rest_out_a += np.bincount(row_at, flat, n_nodes)
+            rest_out_a -= np.bincount(col_at, flat, n_nodes)
+        feed_a -= rest_out_a
     touched = np.zeros(n_nodes, dtype=bool)
     touched[a_all] = touched[b_all] = True
     unknown = touched & ~driven
@@ -256,8 +275,10 @@ def solve_lines(
         node_v[unknown] = _solve_elements(a_all, b_all, g_all, node_v, feed_a, unknown)
 
     element_a = g_all * (node_v[a_all] - node_v[b_all])
-    outflow_a = np.bincount(a_all, element_a, n_nodes) - np.bincount(
-        b_all, element_a, n_nodes
+    outflow_a = (
+        np.bincount(a_all, element_a, n_nodes)
+        - np.bincount(b_all, element_a, n_nodes)
+        + rest_out_a
     )
     net_v = node_v[:n_nets]
     source_i = np.where(driven[:n_nets], outflow_a[:n_nets] - inject_a, 0.0)

@@ -1,6 +1,7 @@
 """The bench: its file, the wiring, the circuit through the instruments, the clock."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,11 @@ import pytest
 import yaml
 
 from labctl.station import ConfigError
+from simulator.array_solver import ArrayCircuit
 from simulator.bench import Bench, Timing, bench_for, forget
 from simulator.circuit import solve
+from simulator.device import DevicePreset, current_per_siemens
+from tests.simulator.test_array_solver import resistive_bench
 from tests.simulator.tsp_talk import ask
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,6 +374,48 @@ def test_a_change_is_made_even_when_the_solve_before_it_fails(smu, bench, monkey
     assert "Singular matrix" in ask(smu, "print(errorqueue.next())")[0]
     monkeypatch.undo()
     assert ask(smu, "print(smua.source.output, node[4].channel.getclose('allslots'))")
+
+
+@dataclass(frozen=True)
+class PresetCells:
+    """The bench's analog cells as the array solver takes nonlinear cells."""
+
+    g_s: np.ndarray
+    preset: DevicePreset
+
+    def current_a(self, v):
+        return self.g_s * current_per_siemens(self.preset, v)
+
+    def conductance_s(self, v):
+        step = 1e-6
+        above = current_per_siemens(self.preset, v + step)
+        below = current_per_siemens(self.preset, v - step)
+        return self.g_s * (above - below) / (2 * step)
+
+
+def test_resistive_lines_carry_the_cells_nonlinear_current(tmp_path):
+    # Row 5 driven far past the ohmic region, the other lines grounded: the
+    # bench's reading is the array solver's Newton solution of the same
+    # circuit, not the cells at their low-voltage conductance.
+    i, j, v, ohm = 5, 3, 0.7, 100.0
+    bench = resistive_bench(tmp_path, ohm)
+    bench.set_cell_state("A0", np.random.default_rng(13).uniform(0.0, 1.0, (64, 8)))
+    g = bench.arrays["A0"].conductance_s
+    smu = bench.resource("GPIB0::26::INSTR")
+    close(smu, [row(r, "A" if r == i else "H") for r in range(64)]
+          + [col(c, "C" if c == j else "H") for c in range(8)])
+    ask(smu, "smua.source.limiti = 1e-1 node[2].smua.source.limiti = 1e-1 "
+             f"smua.source.levelv = {v} smua.source.output = 1 "
+             "node[2].smua.source.levelv = 0 node[2].smua.source.output = 1")
+    sense_a = currents(smu, "node[2].smua")[0]
+
+    circuit = ArrayCircuit(64, 8, r_row_ohm=ohm, r_col_ohm=ohm, source_ohm=ohm,
+                           sense_ohm=ohm)
+    row_v = np.where(np.arange(64) == i, v, 0.0)
+    expected = circuit.solve_nonlinear(PresetCells(g, bench.preset), row_v)
+    ohmic = circuit.solve(g, row_v)
+    assert sense_a == pytest.approx(-expected.col_current_a[j], rel=1e-5)
+    assert -expected.col_current_a[j] > 1.05 * -ohmic.col_current_a[j]
 
 
 # Pulse trains
