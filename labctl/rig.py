@@ -70,7 +70,14 @@ class Rig:
         weakref.finalize(self, _release, self._key)
         bus_of = {end: row for row, end in station.wiring.buses.items() if end != GROUND}
         lines_at = {place: parse_pin(pin) for pin, place in station.pin_channels().items()}
-        self.guard = Guard(station.limits, bus_of, hardware.order_keeper(), lines_at)
+        # A fresh array is formed at levels its cells' mode will not take.
+        modes = (
+            {name: spec.mode for name, spec in station.chip_spec.arrays.items()
+             if spec.formed}
+            if station.chip_spec else {}
+        )
+        self.guard = Guard(station.limits, bus_of, hardware.order_keeper(), lines_at,
+                           modes)
         self.channels = {
             name: GuardedChannel(name, channel_port(hardware.channel(name)), self.guard,
                                  hardware.token_of(name.partition(".")[0]))

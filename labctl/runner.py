@@ -104,6 +104,7 @@ def build_procedure(name: str, params: dict[str, Any], station: Station) -> LabP
         if isinstance(parameter.value, float) and not math.isfinite(parameter.value):
             raise ParameterError(f"{name}: {key} = {value!r}: {_allowed(parameter)}")
         setattr(proc, key, parameter.value)
+    proc.note_mode_limit(station)
     proc.check(station)
     return proc
 

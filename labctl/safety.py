@@ -10,7 +10,11 @@ matrix from the rig. Every action is checked before anything is sent:
   live (on at a non-zero level). Outputs on at 0 V carry no current through
   the contacts, so the engine may keep sense channels on while it switches;
 * with a per-cell budget in the station's limits (``max_cell_charge_c``,
-  ``max_cell_energy_j``), no pulse train may bring a cell past it.
+  ``max_cell_energy_j``), no pulse train may bring a cell past it;
+* with limits for an operator mode (``limits.modes``), no channel whose bus
+  reaches a line of an array of that mode (the chip file's ``mode``) may
+  source a level or hold a current limit beyond them, nor may a relay put
+  such a line on a bus whose channel is set beyond them.
 
 A refused action raises :class:`SafetyError` naming the rule, the instrument
 channel and the cells it reaches; nothing reaches the instrument.
@@ -52,6 +56,9 @@ class _ChannelState:
     limit_a: float | None = None
     level_v: float = 0.0
     on: bool = False
+    #: The largest |level| the cells its bus reaches allow, V (the chip's
+    #: max_voltage_v unless a mode's limit is tighter).
+    max_v: float = float("inf")
 
     @property
     def live(self) -> bool:
@@ -82,6 +89,9 @@ class Guard:
     lines_at : dict of (int, int) to (str, str, int), optional
         The chip line on each matrix (slot, column): ``(array, "row" or
         "col", index)``. Without it refusals name no cells.
+    array_modes : dict of str to str, optional
+        Each array's operator mode (``{"S0": "exponential"}``); an array not
+        named holds analog cells.
     """
 
     def __init__(
@@ -90,10 +100,23 @@ class Guard:
         bus_of: dict[str, str],
         order: Callable[[int], None] | None = None,
         lines_at: dict[tuple[int, int], Line] | None = None,
+        array_modes: dict[str, str] | None = None,
     ) -> None:
         self.limits = limits
         self.bus_of = bus_of  # channel name -> matrix row it is wired to
-        self.states = {name: _ChannelState() for name in bus_of}
+        self.states = {
+            name: _ChannelState(max_v=limits.max_voltage_v) for name in bus_of
+        }
+        #: Per array with a mode of tighter limits: (mode, max V, max A).
+        self.array_limits: dict[str, tuple[str, float, float]] = {}
+        for array, mode in (array_modes or {}).items():
+            tighter = limits.modes.get(mode)  # type: ignore[call-overload]
+            if tighter is not None:
+                self.array_limits[array] = (
+                    mode,
+                    tighter.max_voltage_v or limits.max_voltage_v,
+                    tighter.max_compliance_a or limits.max_compliance_a,
+                )
         #: None when every action goes through one connection: nothing to keep.
         self.order = order
         self.lines_at = lines_at or {}
@@ -105,7 +128,9 @@ class Guard:
         )
 
     def state(self, channel: str) -> _ChannelState:
-        return self.states.setdefault(channel, _ChannelState())
+        return self.states.setdefault(
+            channel, _ChannelState(max_v=self.limits.max_voltage_v)
+        )
 
     # The rules.
 
@@ -116,6 +141,8 @@ class Guard:
                 f"current limit {limit_a:g} A is outside "
                 f"(0, {self.limits.max_compliance_a:g}] A, the chip's max_compliance_a",
             )  # fmt: skip
+        if self.array_limits:
+            self._check_modes(channel, self._bus_arrays(channel), limit_a=limit_a)
 
     def check_level(self, channel: str, level_v: float, what: str = "level") -> None:
         limit_v = self.limits.max_voltage_v
@@ -125,6 +152,8 @@ class Guard:
                 f"{what} {level_v:g} V exceeds the chip's "
                 f"max_voltage_v of {self.limits.max_voltage_v:g} V",
             )  # fmt: skip
+        if self.array_limits:
+            self._check_modes(channel, self._bus_arrays(channel), level_v, what=what)
 
     def check_enable(self, channel: str) -> None:
         if self.state(channel).limit_a is None:
@@ -132,6 +161,67 @@ class Guard:
                 "limit before output", channel,
                 "output cannot turn on before its current limit is set",
             )  # fmt: skip
+
+    # Operator modes' limits.
+
+    def _bus_arrays(
+        self, channel: str, closed: Iterable[str] | None = None
+    ) -> set[str]:
+        """The arrays of tighter limits with a line on the channel's bus."""
+        bus = self.bus_of.get(channel)
+        arrays = set()
+        for xp in self.closed if closed is None else closed:
+            if xp[-3:-2] == bus and (line := self._line_of(xp)) is not None:
+                if line[0] in self.array_limits:
+                    arrays.add(line[0])
+        return arrays
+
+    def _check_modes(
+        self,
+        channel: str,
+        arrays: set[str],
+        level_v: float | None = None,
+        limit_a: float | None = None,
+        what: str = "level",
+        action: str = "",
+    ) -> None:
+        """Refuse a level or limit beyond the mode limits of these arrays."""
+        for array in sorted(arrays):
+            mode, max_v, max_a = self.array_limits[array]
+            key = f"limits.modes.{mode}"
+            if level_v is not None and not -max_v <= level_v <= max_v:
+                self._refuse(
+                    "mode limit", channel,
+                    f"{action}{what} {level_v:g} V exceeds {key}.max_voltage_v of "
+                    f"{max_v:g} V for the {mode} cells of array {array}",
+                )  # fmt: skip
+            if limit_a is not None and limit_a > max_a:
+                self._refuse(
+                    "mode limit", channel,
+                    f"{action}current limit {limit_a:g} A exceeds "
+                    f"{key}.max_compliance_a of {max_a:g} A for the {mode} cells of "
+                    f"array {array}",
+                )  # fmt: skip
+
+    def check_reach(self, closed_after: set[str], action: str) -> None:
+        """Refuse a switching that would put a line of an array of tighter
+        limits on a bus whose channel is set beyond them."""
+        if not self.array_limits:
+            return
+        for name, st in self.states.items():
+            arrays = self._bus_arrays(name, closed_after)
+            self._check_modes(name, arrays, st.level_v, st.limit_a,
+                              action=f"matrix {action}: ")
+
+    def reached(self) -> None:
+        """Note, per channel, the largest level the lines now on its bus allow."""
+        if not self.array_limits:
+            return
+        for name, st in self.states.items():
+            st.max_v = min(
+                [self.limits.max_voltage_v]
+                + [self.array_limits[a][1] for a in self._bus_arrays(name)]
+            )
 
     def check_switch(
         self, rows: Iterable[str], action: str, crosspoints: Sequence[str] = ()
@@ -427,7 +517,6 @@ class GuardedChannel:
         self._order = guard.order
         self._state = guard.state(name)
         self._token = token
-        self._max_v = guard.limits.max_voltage_v
         # Bound once: the sends hot loops make most.
         self._set_level = port.set_level
         self._set_output = port.set_output
@@ -457,7 +546,7 @@ class GuardedChannel:
 
     @source_voltage.setter
     def source_voltage(self, level_v: float) -> None:
-        limit_v = self._max_v
+        limit_v = self._state.max_v
         if not -limit_v <= level_v <= limit_v:  # the guard's rule, inline: hot path
             self._guard.check_level(self.name, level_v)
         if self._order is not None:
@@ -472,8 +561,10 @@ class GuardedChannel:
 
     @output_enabled.setter
     def output_enabled(self, on: bool) -> None:
-        if on and self._state.limit_a is None:
+        state = self._state
+        if on and (state.limit_a is None or abs(state.level_v) > state.max_v):
             self._guard.check_enable(self.name)
+            self._guard.check_level(self.name, state.level_v)
         if self._order is not None:
             self._order(self._token)
         self._set_output(bool(on))
@@ -528,7 +619,7 @@ class GuardedChannel:
         self, level_v: float, width_s: float, bias_v: float, off_s: float, count: int
     ) -> None:
         """Pulses as :meth:`pulse_train`, not read back (one message in a batch)."""
-        limit_v = self._max_v
+        limit_v = self._state.max_v
         if (
             self._state.limit_a is None
             or not -limit_v <= level_v <= limit_v
@@ -603,11 +694,15 @@ class GuardedMatrix:
 
     def close(self, channels: Sequence[str]) -> None:
         """Close crosspoints (``"1A01"``), keeping the others as they are."""
-        self._guard.check_switch({ch[-3:-2] for ch in channels}, "close", channels)
+        guard = self._guard
+        guard.check_switch({ch[-3:-2] for ch in channels}, "close", channels)
+        if guard.array_limits:
+            guard.check_reach(self._closed | set(channels), "close")
         if self._order is not None:
             self._order(self._token)
         self._port.close(channels)
         self._closed.update(channels)
+        guard.reached()
 
     def open(self, channels: Sequence[str]) -> None:
         """Open crosspoints, keeping the others as they are."""
@@ -616,14 +711,19 @@ class GuardedMatrix:
             self._order(self._token)
         self._port.open(channels)
         self._closed.difference_update(channels)
+        self._guard.reached()
 
     def exclusive_close(self, channels: Sequence[str]) -> None:
         """Close exactly these crosspoints, opening every other."""
-        self._guard.check_switch(ALL_ROWS, "exclusive close")
+        guard = self._guard
+        guard.check_switch(ALL_ROWS, "exclusive close")
+        if guard.array_limits:
+            guard.check_reach(set(channels), "exclusive close")
         self._keep_order()
         self._port.exclusive_close(channels)
         self._closed.clear()
         self._closed.update(channels)
+        guard.reached()
 
     def open_all(self) -> None:
         """Open every crosspoint."""
@@ -631,6 +731,7 @@ class GuardedMatrix:
         self._keep_order()
         self._port.open_all()
         self._closed.clear()
+        self._guard.reached()
 
     def closed_channels(self) -> list[str]:
         """Ask the matrix which crosspoints are closed."""
@@ -642,3 +743,4 @@ class GuardedMatrix:
         self._keep_order()
         self._port.force_open_all()
         self._closed.clear()
+        self._guard.reached()

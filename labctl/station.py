@@ -63,6 +63,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+OPERATOR_MODES = ("analog", "volatile", "activation", "exponential")
+"""The modes a cell is formed in: a non-volatile analog weight, a volatile
+cell, an activation cell, an exponential (softmax) cell."""
+
+OperatorMode = Literal["analog", "volatile", "activation", "exponential"]
+
+
+class ModeLimits(_Strict):
+    """Tighter limits for the cells of one operator mode (None: the chip's)."""
+
+    max_voltage_v: Annotated[float, Field(strict=True, gt=0, le=210)] | None = None
+    max_compliance_a: Annotated[float, Field(strict=True, gt=0, le=1.5)] | None = None
+
+
 class Limits(_Strict):
     """The chip's safety limits; no level or compliance may exceed them."""
 
@@ -74,11 +88,22 @@ class Limits(_Strict):
     max_cell_charge_c: Annotated[float, Field(strict=True, gt=0, le=1.0)] | None = None
     #: Energy that pulses may put into one cell, J (off when absent).
     max_cell_energy_j: Annotated[float, Field(strict=True, gt=0, le=10.0)] | None = None
+    #: Limits of the cells of an operator mode, tighter than the chip's: a
+    #: line of an array whose cells are in that mode (the chip file's
+    #: ``mode``) never sees more.
+    modes: dict[OperatorMode, ModeLimits] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _read_below_max(self) -> Limits:
         if self.max_read_voltage_v > self.max_voltage_v:
             raise ValueError("max_read_voltage_v must not exceed max_voltage_v")
+        for mode, limits in self.modes.items():
+            if (limits.max_voltage_v or 0.0) > self.max_voltage_v:
+                raise ValueError(f"modes.{mode}.max_voltage_v must not exceed "
+                                 "max_voltage_v")
+            if (limits.max_compliance_a or 0.0) > self.max_compliance_a:
+                raise ValueError(f"modes.{mode}.max_compliance_a must not exceed "
+                                 "max_compliance_a")
         return self
 
 
@@ -174,6 +199,9 @@ class ArraySpec(_Strict):
     line_resistance_ohm: Annotated[float, Field(strict=True, ge=0, le=1e6)] = 0.0
     #: Whether the array's cells come formed (false: fresh, to be formed first).
     formed: Annotated[bool, Field(strict=True)] = True
+    #: The operator mode the array's cells are formed in; the station's
+    #: ``limits.modes`` may hold tighter limits for it.
+    mode: OperatorMode = "analog"
 
 
 class Chip(_Strict):

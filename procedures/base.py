@@ -70,10 +70,32 @@ class LabProcedure(Procedure):
         Subclasses add their own checks; raise :class:`ParameterError`.
         """
 
+    #: The tighter limit of the operator mode of the procedure's array, V,
+    #: and its key, as :meth:`note_mode_limit` found it; None for none.
+    mode_limit: tuple[float, str] | None = None
+
+    def note_mode_limit(self, station: Station) -> None:
+        """Find the limit of the procedure's array's operator mode, if the
+        station gives one (``limits.modes``) and the array comes formed:
+        every level :meth:`check_level` checks is held under it too."""
+        chip, array = station.chip_spec, getattr(self, "array", None)
+        if chip is None or array not in chip.arrays or not chip.arrays[array].formed:
+            return
+        mode = chip.arrays[array].mode
+        tighter = station.limits.modes.get(mode)
+        if tighter is not None and tighter.max_voltage_v is not None:
+            self.mode_limit = (tighter.max_voltage_v,
+                               f"modes.{mode}.max_voltage_v (array {array})")
+
     def check_level(self, name: str, level_v: float, limit_v: float, what: str) -> None:
         self.require(abs(level_v) <= limit_v,
                      f"{self.NAME}: {name} = {level_v:g} V exceeds the chip's {what} "
                      f"of {limit_v:g} V")
+        if self.mode_limit is not None:
+            mode_v, key = self.mode_limit
+            self.require(abs(level_v) <= mode_v,
+                         f"{self.NAME}: {name} = {level_v:g} V exceeds the chip's "
+                         f"{key} of {mode_v:g} V")
 
     def check_levels(self, station: Station, pulses: tuple[str, ...] = (),
                      reads: tuple[str, ...] = ()) -> None:

@@ -50,6 +50,8 @@ from labctl.station import (
 )
 from simulator.circuit import cell_voltages, solve, solve_lines
 from simulator.device import (
+    ANALOG,
+    MODES,
     SINH,
     CellArray,
     DevicePreset,
@@ -560,10 +562,12 @@ class Bench:
         return bench
 
     def _build_chip(self, stuck_fraction: float) -> dict[str, CellArray]:
+        """The chip's arrays; those that come formed are in their chip file's mode."""
         chip = self.station.chip_spec
         assert chip is not None
-        return {
-            name: CellArray(
+        arrays = {}
+        for name, spec in chip.arrays.items():
+            cells = arrays[name] = CellArray(
                 spec.rows,
                 spec.cols,
                 self.preset,
@@ -572,8 +576,9 @@ class Bench:
                 read_rng=self._read_rng,
                 formed=self._formed.get(name, spec.formed),
             )
-            for name, spec in chip.arrays.items()
-        }
+            if spec.mode != MODES[ANALOG]:
+                cells.start_in_mode(MODES.index(spec.mode))
+        return arrays
 
     def _build_lines(self) -> None:
         """Number every chip line; find the span of voltage no cell reacts to."""

@@ -668,6 +668,14 @@ class CellArray:
         self._changed: set[int] = set()
         self._modes_changed()
 
+    def start_in_mode(self, mode: int) -> None:
+        """Put the formed cells in an operator mode (one of :data:`MODES`, by
+        index): cells that came formed so from the fab."""
+        self.mode[self.formed] = mode
+        self._modes_changed()
+        self._find_threshold_extremes()
+        self._g = None
+
     def _modes_changed(self) -> None:
         """Keep the views that follow forming, failures and modes up to date."""
         self._movable_flat = (self._free & self.formed).reshape(-1)

@@ -1,9 +1,16 @@
 """The safety guard refuses unsafe actions before anything is sent."""
 
 import pytest
+import yaml
 
 from labctl.safety import Guard, GuardedChannel, GuardedMatrix, SafetyError
-from labctl.station import Limits
+from labctl import runner
+from labctl.rig import Rig
+from labctl.station import Limits, load_station
+from procedures.base import ParameterError
+from simulator.bench import bench_for
+from simulator.device import EXPONENTIAL
+from tests.conftest import DEMO_STATION, write_bench
 
 
 class FakeChannel:
@@ -265,3 +272,100 @@ def test_refusals_write_nothing_to_the_instruments():
         guard.state("smu1.smua").level_v = 0.5
         with pytest.raises(SafetyError, match="no hot switching"):
             gm.open_all()
+
+
+# Operator modes' limits.
+
+MODE_LINES_AT = {**LINES_AT, (2, 1): ("S0", "row", 0), (2, 9): ("S0", "col", 0)}
+
+
+def mode_guard():
+    limits = Limits(
+        max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+        modes={"exponential": {"max_voltage_v": 0.5, "max_compliance_a": 1e-4}},
+    )
+    guard = Guard(limits, {"smu1.smua": "A", "smu1.smub": "B"},
+                  lines_at=MODE_LINES_AT, array_modes={"A0": "analog",
+                                                       "S0": "exponential"})
+    a, m = FakeChannel(), FakeMatrix()
+    return GuardedChannel("smu1.smua", a, guard), a, GuardedMatrix("matrix", m, guard), m
+
+
+def test_a_line_of_exponential_cells_takes_no_more_than_their_limits():
+    ga, a, gm, m = mode_guard()
+    gm.close(["1A01", "1H09"])  # an analog cell: the chip's limits
+    ga.current_limit = 5e-4
+    ga.source_voltage = 1.5
+    ga.source_voltage = 0.0
+    gm.open(["1A01"])
+    with pytest.raises(SafetyError, match=r"mode limit.*matrix close: current limit "
+                                          r"0.0005 A exceeds limits.modes.exponential"
+                                          r".max_compliance_a of 0.0001 A"):
+        gm.close(["2A01"])
+    ga.current_limit = 1e-4
+    gm.close(["2A01", "2H09"])
+    a.sent.clear()
+    with pytest.raises(SafetyError, match=r"mode limit.*level 0.8 V exceeds "
+                                          r"limits.modes.exponential.max_voltage_v of "
+                                          r"0.5 V for the exponential cells of array S0"
+                                          r".*cell S0 \(0, 0\)"):
+        ga.source_voltage = 0.8
+    with pytest.raises(SafetyError, match="mode limit"):
+        ga.current_limit = 2e-4
+    with pytest.raises(SafetyError, match="pulse level 0.6 V exceeds"):
+        ga.pulse_train(0.6, 1e-6, 0.0, 1e-6, 1)
+    assert a.sent == []  # nothing reached the instrument
+    ga.source_voltage = 0.4
+    ga.source_voltage = 0.0
+    gm.open(["2A01"])
+    ga.source_voltage = 0.8  # the exponential line left the bus
+
+
+def test_an_output_set_beyond_a_mode_limit_does_not_turn_on_over_its_cells():
+    ga, a, gm, m = mode_guard()
+    ga.current_limit = 1e-4
+    ga.source_voltage = 0.9  # output off, no cell reached
+    with pytest.raises(SafetyError, match=r"matrix close: level 0.9 V exceeds"):
+        gm.close(["2A01"])
+    ga.source_voltage = 0.0
+    gm.close(["2A01"])
+    assert m.sent == [("close", ["2A01"])]
+
+
+def test_mode_limits_above_the_chips_are_refused():
+    with pytest.raises(ValueError, match="modes.volatile.max_voltage_v must not"):
+        Limits(max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+               modes={"volatile": {"max_voltage_v": 3.0}})
+    with pytest.raises(ValueError, match="modes"):
+        Limits(max_voltage_v=2.0, max_compliance_a=1e-3, max_read_voltage_v=0.3,
+               modes={"softmax": {"max_voltage_v": 1.0}})
+
+
+def test_a_chip_of_exponential_cells_keeps_procedures_under_their_limit(tmp_path):
+    station_path = write_bench(tmp_path / "bench")
+    chip = yaml.safe_load((DEMO_STATION.parents[1] / "chips/pvk-demo.yaml").read_text())
+    chip["arrays"]["A0"]["mode"] = "exponential"
+    (tmp_path / "chip.yaml").write_text(yaml.safe_dump(chip))
+    station = yaml.safe_load(station_path.read_text())
+    station["chip"] = str(tmp_path / "chip.yaml")
+    station["limits"]["modes"] = {"exponential": {"max_voltage_v": 0.5}}
+    station_path.write_text(yaml.safe_dump(station, sort_keys=False))
+    station = load_station(station_path)
+
+    with pytest.raises(ParameterError, match=r"iv_sweep: v_max = 1.4 V exceeds the "
+                                             r"chip's modes.exponential.max_voltage_v "
+                                             r"\(array A0\) of 0.5 V"):
+        runner.build_procedure("iv_sweep", {"v_max": "1.4"}, station)
+    bench = bench_for(str(tmp_path / "bench" / "bench.yaml"))
+    assert (bench.arrays["A0"].mode == EXPONENTIAL).all()
+    rig = Rig(station)
+    try:
+        lines = rig.lines("A0")
+        drive = rig.smu(station.roles.drive)
+        drive.current_limit = 1e-4
+        lines.select(0, 0, "A", "H", "H", "H")
+        with pytest.raises(SafetyError, match="mode limit"):
+            drive.source_voltage = 0.7
+    finally:
+        rig.close()
+    assert bench.max_abs_line_voltage_v <= 0.5

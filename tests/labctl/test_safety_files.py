@@ -56,6 +56,14 @@ def demo_station() -> dict:
             "limits.max_compliance_a: Input should be less than or equal to 1.5",
         ),
         (
+            lambda s: s["limits"].update(modes={"volatile": {"max_voltage_v": 5.0}}),
+            "limits: modes.volatile.max_voltage_v must not exceed max_voltage_v",
+        ),
+        (
+            lambda s: s["limits"].update(modes={"volatile": {"max_volts": 1.0}}),
+            "limits.modes.volatile.max_volts: unknown key",
+        ),
+        (
             lambda s: s["limits"].update(max_voltage_v="2 V"),
             "limits.max_voltage_v: Input should be a valid number",
         ),
@@ -170,6 +178,10 @@ def test_a_station_file_that_is_not_yaml_of_keys(tmp_path, text, expected):
         (
             "name: c\narrays: {A0: {rows: 8, cols: 8, depth: 2}}\n",
             "arrays.A0.depth: unknown key",
+        ),
+        (
+            "name: c\narrays: {A0: {rows: 8, cols: 8, mode: softmax}}\n",
+            "arrays.A0.mode: not allowed; allowed: 'analog', 'volatile', 'activation' or",
         ),
         ("arrays: {A0: {rows: 8, cols: 8}}\n", "name: required key is missing"),
         ("name: c\narrays: [A0]\n", "arrays: Input should be a valid dictionary"),
