@@ -266,6 +266,12 @@ class Keithley2600Channel(Channel):
         return f"{self.parent.node_prefix}{self.id}"
 
     @property
+    def nplc_range(self) -> tuple[float, float]:
+        """The shortest and longest integration this channel takes, PLC."""
+        limit = self._limits["nplc"]
+        return limit.low, limit.high
+
+    @property
     def connection(self) -> TspConnection:
         """The connection this channel's instrument talks through."""
         return self.parent.connection

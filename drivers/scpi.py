@@ -392,6 +392,12 @@ class ScpiSmuChannel(Channel):
         if floor is not None:
             self._bind_limit_floor(floor)
 
+    @property
+    def nplc_range(self) -> tuple[float, float]:
+        """The shortest and longest integration this channel takes, PLC."""
+        limit = self._limits["nplc"]
+        return limit.low, limit.high
+
     def _model_limits(self, ratings: ScpiRatings) -> dict[str, RangeLimit]:
         volts, amps = ratings.max_voltage_v, ratings.max_current_a
         bounds = {

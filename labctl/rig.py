@@ -90,6 +90,8 @@ class Rig:
         self._pins = station.pin_channels()
         self._lines: dict[str, Any] = {}
         self._readers: dict[tuple[str, ...], Readings] = {}
+        #: Masters the write-verify program was defined on.
+        self._onboard_loaded: set[str] = set()
 
     def _hardware(self) -> _Hardware:
         hardware = _HARDWARE.get(self._key)
@@ -233,6 +235,96 @@ class Rig:
 
         return float(bench_for(lib.rpartition("@")[0]).now_s)
 
+    # Programs run on the instrument
+
+    def write_verify_on_instrument(
+        self, array: str, cells: Sequence[Any], config: Any
+    ) -> list[Any] | None:
+        """Program cells by write-verify in one message, run on the instrument.
+
+        ``cells`` are :class:`labctl.onboard.CellRequest`; ``config`` a
+        :class:`labctl.engine.writeverify.WriteVerifyConfig`. The station's
+        drive, bias and first sense channels must be 2600B channels and its
+        matrix a 707B/708B, all on one TSP-Link network, with the array's
+        lines on the drive, bias and sense buses only; otherwise, or under a
+        per-cell budget, this returns None and nothing is sent. The guard
+        checks every level the program may source before it is sent
+        (:meth:`labctl.safety.Guard.check_program`). Returns one
+        :class:`labctl.onboard.CellOutcome` per cell.
+        """
+        from labctl import onboard
+
+        plan = self._onboard_plan()
+        if plan is None or self.guard.budgeted or not cells:
+            return None
+        master, objects, (drive, bias, sense) = plan
+        lines = self.lines(array)
+        code_of = {lines.code(self.bus_of(ch)): k + 1
+                   for k, ch in enumerate((drive, bias, sense))}
+        now = [code_of.get(int(code), -1) if code >= 0 else 0 for code in lines._now]
+        if -1 in now:
+            return None  # a line on another bus: let the bus path move it
+        order = [lines.code(self.bus_of(ch)) for ch in (drive, bias, sense)]
+        crosspoints = [[xps[code] for code in order] for xps in lines._xp]
+        reset_v, set_v = config.reset_voltage_v, config.set_voltage_v
+        self.guard.check_program(
+            {drive: (set_v, reset_v, config.read_voltage_v, 0.0),
+             bias: (set_v / 2, reset_v / 2, 0.0)},
+            [array], switched=(drive, bias),
+        )
+        settings = (
+            config.tolerance, config.verify_margin, set_v, reset_v, config.width_s,
+            config.gap_s, config.read_voltage_v, config.max_rounds, config.max_train,
+            config.g_min_s, config.g_max_s, config.set_threshold_v,
+            config.reset_threshold_v, config.set_exponent, config.reset_exponent,
+            config.set_rate_per_s * config.width_s,
+            config.reset_rate_per_s * config.width_s,
+        )
+        call = onboard.call_text(objects, crosspoints, now, lines.n_rows, cells,
+                                 settings)
+        hardware = self._hardware()
+        driver = hardware.drivers[master]
+        if self.guard.order is not None:
+            self.guard.order(hardware.token_of(master))
+        if master not in self._onboard_loaded:
+            driver.write(onboard.program_text())
+            self._onboard_loaded.add(master)
+        reply = driver.ask(call)
+        outcomes, final = onboard.parse_reply(reply, len(cells))
+        # What the program left: the drive and bias at 0 V (the drive on, from
+        # its last read), the lines on the buses it reports.
+        for channel in (drive, bias):
+            self.guard.state(channel).level_v = 0.0
+        self.guard.state(drive).on = True
+        mine = {xp for xps in crosspoints for xp in xps}
+        self.guard.closed.difference_update(mine)
+        self.guard.closed.update(crosspoints[line][bus - 1]
+                                 for line, bus in enumerate(final) if bus)
+        self.guard.reached()
+        back = {k + 1: code for k, code in enumerate(order)}
+        lines._now[:] = [back.get(bus, -1) for bus in final]
+        return outcomes
+
+    def _onboard_plan(self) -> tuple[str, list[str], tuple[str, str, str]] | None:
+        """The master and the TSP objects of an instrument-run program, or None."""
+        station = self.station
+        roles = station.roles
+        channels = (roles.drive, roles.bias, roles.sense[0])
+        names = [ch.partition(".")[0] for ch in channels] + [station.wiring.matrix]
+        specs = station.instruments
+        if any(specs[n].model not in TSP_SMU_MODELS for n in names[:3]):
+            return None
+        if specs[names[3]].model not in MATRIX_MODELS:
+            return None
+        hardware = self._hardware()
+        masters = {hardware.master_of(n) for n in names}
+        if len(masters) != 1:
+            return None
+        master = masters.pop()
+        objects = [hardware.channel(ch).tsp_object for ch in channels]
+        objects.append(f"{hardware.drivers[names[3]].node_prefix}channel")
+        return master, objects, channels
+
     # Ending
 
     def safe_shutdown(self, reason: str | None = None) -> list[str]:
@@ -245,6 +337,7 @@ class Rig:
         """
         problems: list[str] = []
         reopened: set[str] = set()
+        self._onboard_loaded.clear()  # an instrument may have lost it
         for name, channel in self.channels.items():
             instrument = name.partition(".")[0]
             try:

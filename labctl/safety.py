@@ -213,6 +213,48 @@ class Guard:
             self._check_modes(name, arrays, st.level_v, st.limit_a,
                               action=f"matrix {action}: ")
 
+    def check_program(
+        self,
+        levels: dict[str, Sequence[float]],
+        arrays: Iterable[str],
+        switched: Sequence[str],
+    ) -> None:
+        """Refuse an instrument-run program before it is sent.
+
+        ``levels`` holds, per channel the program drives, every level it may
+        source; ``arrays`` the arrays whose lines it switches, ``switched``
+        the channels it brings to 0 V before each switching. Every channel
+        must have its limit set, every level must pass :meth:`check_level`
+        and the modes' limits of ``arrays``, no other channel may be live
+        (the program switches relays), and no cell budget may be in force:
+        the guard cannot count the program's pulses one by one.
+        """
+        arrays = {a for a in arrays if a in self.array_limits}
+        for channel, values in levels.items():
+            self.check_enable(channel)
+            st = self.state(channel)
+            for level in values:
+                self.check_level(channel, level, "program level")
+            if arrays:
+                self._check_modes(channel, arrays, max(values, key=abs),
+                                  st.limit_a, what="program level")
+        live = sorted(
+            name for name, st in self.states.items()
+            if st.live and name not in switched
+        )
+        if live:
+            self._refuse(
+                "no hot switching", ", ".join(live),
+                "an instrument-run program switches relays while this output "
+                "is live; set it to 0 V or turn it off first",
+            )  # fmt: skip
+        if self.budgeted:
+            self._refuse(
+                "cell charge budget", ", ".join(levels),
+                "an instrument-run program cannot be held to a per-cell budget; "
+                "program through the bus instead",
+            )  # fmt: skip
+
     def reached(self) -> None:
         """Note, per channel, the largest level the lines now on its bus allow."""
         if not self.array_limits:
@@ -441,6 +483,7 @@ class ChannelPort:
     read_current: Callable[[], float]
     set_nplc: Callable[[float], None]
     get_nplc: Callable[[], float]
+    nplc_range: Callable[[], tuple[float, float]]
     sweep: Callable[[np.ndarray, float], Any]
     pulse_train: Callable[[float, float, float, float, int], Any]
     apply_pulses: Callable[[float, float, float, float, int], None]
@@ -473,6 +516,7 @@ def channel_port(channel: Any) -> ChannelPort:
         ),
         set_nplc=set_nplc,
         get_nplc=lambda: float(channel.nplc),
+        nplc_range=lambda: tuple(channel.nplc_range),
         sweep=lambda levels, settle: channel.sweep_voltage(levels, settle),
         pulse_train=lambda *train: channel.pulse_train(*train),
         apply_pulses=_lean(
@@ -584,6 +628,11 @@ class GuardedChannel:
     def nplc(self, value: float) -> None:
         self._keep_order()
         self._port.set_nplc(value)
+
+    @property
+    def nplc_range(self) -> tuple[float, float]:
+        """The shortest and longest integration the instrument takes, PLC."""
+        return self._port.nplc_range()
 
     def measure_current(self) -> float:
         """Measure one current reading in A."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from pymeasure.experiment import (
+    BooleanParameter,
     FloatParameter,
     IntegerParameter,
     ListParameter,
@@ -64,6 +65,10 @@ class AttentionHead(LabProcedure):
     # reading is within the tolerance (program_map keeps a margin).
     verify_margin = FloatParameter("Verify margin (part of the tolerance)", minimum=0,
                                    maximum=0.9, default=0.0)
+    # Where the station allows it (2600B channels and the matrix on one
+    # TSP-Link network) the write-verify loop runs on the instrument, a row
+    # of cells per message.
+    on_instrument = BooleanParameter("Write-verify on the instrument", default=True)
     adc_bits = IntegerParameter("Read chain ADC bits (0 for none)",
                                 minimum=0, maximum=24, default=0)
     scores = ListParameter("Scores q·kᵀ", choices=["host", "chip"], default="host")
@@ -92,7 +97,8 @@ class AttentionHead(LabProcedure):
                                                read_voltage_v=self.read_voltage,
                                                set_voltage_v=self.set_voltage,
                                                reset_voltage_v=self.reset_voltage,
-                                               verify_margin=self.verify_margin),
+                                               verify_margin=self.verify_margin,
+                                               on_instrument=self.on_instrument),
             mac=MacConfig(bits=self.bits, read_voltage_v=self.read_voltage),
             chain=ReadChainConfig(adc_bits=self.adc_bits) if self.adc_bits else None,
             scores_on_chip=self.scores == "chip",

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import (
+    BooleanParameter,
+    FloatParameter,
+    IntegerParameter,
+    Parameter,
+)
 
 from labctl.engine.writeverify import CellLog, WriteVerify, WriteVerifyConfig
 from labctl.station import Station
@@ -42,6 +47,10 @@ class ProgramMap(LabProcedure):
     read_voltage = FloatParameter("Read voltage", units="V", minimum=1e-3, maximum=210,
                                   default=0.2)
     max_rounds = IntegerParameter("Rounds per cell", minimum=1, maximum=1000, default=12)
+    # Where the station allows it (2600B channels and the matrix on one
+    # TSP-Link network) the write-verify loop runs on the instrument, a row
+    # of cells per message.
+    on_instrument = BooleanParameter("Write-verify on the instrument", default=True)
     seed = IntegerParameter("Seed of the random pattern", minimum=0, default=0)
 
     DATA_COLUMNS = ["Row", "Column", "Target (S)", "Conductance (S)", "Error",
@@ -103,7 +112,7 @@ class ProgramMap(LabProcedure):
             tolerance=self.tolerance, set_voltage_v=self.set_voltage,
             reset_voltage_v=self.reset_voltage, width_s=self.pulse_width,
             gap_s=self.pulse_width, read_voltage_v=self.read_voltage,
-            max_rounds=self.max_rounds,
+            max_rounds=self.max_rounds, on_instrument=self.on_instrument,
         )
         self.writer = WriteVerify(self.rig, self.array, config)
 

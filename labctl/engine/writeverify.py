@@ -63,6 +63,10 @@ class WriteVerifyConfig:
     reset_rate_per_s: float = 4.47e4
     limit_a: float = 1e-3
     read_nplc: float = 1.0
+    #: Run the loop on the instrument where the station allows it
+    #: (:meth:`labctl.rig.Rig.write_verify_on_instrument`), a row of cells
+    #: per message; elsewhere, and as the fallback, over the bus.
+    on_instrument: bool = False
 
     @classmethod
     def for_preset(cls, preset: str, **changes: float) -> WriteVerifyConfig:
@@ -167,8 +171,9 @@ class WriteVerify:
                 ch.output_enabled = False
                 ch.source_voltage = 0.0
                 ch.current_limit = limits.get(ch, wide)
-            # The pulse trains' own readings are not used: integrate briefly.
-            self.drive.nplc = 0.001
+            # The pulse trains' own readings are not used: integrate as
+            # briefly as the instrument allows.
+            self.drive.nplc = max(0.001, self.drive.nplc_range[0])
             self.sense.nplc = cfg.read_nplc
             self.bias.output_enabled = True
             self.sense.output_enabled = True
@@ -188,16 +193,61 @@ class WriteVerify:
                 f"{self.lines.n_cols} wired lines of {self.lines.array}"
             )
         self.prepare()
-        logs = []
-        for r, c in self._order(rows, cols):
-            if done is not None and done[r, c]:
-                continue
+        logs: list[CellLog] = []
+        cells = [(r, c) for r, c in self._order(rows, cols)
+                 if done is None or not done[r, c]]
+        if self.config.on_instrument and cells:
+            cells = self._program_on_instrument(cells, targets_s, logs, on_cell)
+        for r, c in cells:
             self.rig.check_stop()
             entry = self._program_cell(r, c, float(targets_s[r, c]))
             logs.append(entry)
             if on_cell is not None:
                 on_cell(entry)
         return logs
+
+    def _program_on_instrument(
+        self,
+        cells: list[tuple[int, int]],
+        targets_s: np.ndarray,
+        logs: list[CellLog],
+        on_cell: Callable[[CellLog], None] | None,
+    ) -> list[tuple[int, int]]:
+        """Program the cells a row at a time on the instrument; the cells
+        left for the bus (all of them where the station cannot)."""
+        from labctl.onboard import CellRequest
+
+        self._select(*cells[0])  # every line on the V/2 buses
+        rows = [[cell for cell in cells if cell[0] == r]
+                for r in dict.fromkeys(r for r, _ in cells)]
+        for k, row in enumerate(rows):
+            self.rig.check_stop()
+            requests = []
+            for r, c in row:
+                reading = float(self.verified_s[r, c])
+                up, down = self.learned_gain[:, r, c].tolist()
+                requests.append(CellRequest(
+                    r, c, float(targets_s[r, c]),
+                    reading if reading == reading else None,
+                    up if up == up else None, down if down == down else None,
+                ))
+            outcomes = self.rig.write_verify_on_instrument(
+                self.lines.array, requests, self.config)
+            if outcomes is None:
+                return [cell for rest in rows[k:] for cell in rest]
+            for request, out in zip(requests, outcomes, strict=True):
+                r, c = out.row, out.col
+                for gain, learned in enumerate((out.set_gain, out.reset_gain)):
+                    if learned is not None:
+                        self.learned_gain[gain, r, c] = learned
+                converged = self._finish(r, c, request.target_s, out.final_s,
+                                         out.stuck)
+                entry = CellLog(r, c, request.target_s, out.final_s, out.pulses,
+                                out.rounds, converged, out.stuck)
+                logs.append(entry)
+                if on_cell is not None:
+                    on_cell(entry)
+        return []
 
     @staticmethod
     def _order(rows: int, cols: int) -> Iterator[tuple[int, int]]:

@@ -200,7 +200,8 @@ def test_an_unreadable_cell_is_logged_without_a_conductance(
         return replace(entry, final_s=math.nan) if (r, c) == (0, 0) else entry
 
     monkeypatch.setattr(WriteVerify, "_program_cell", first_unreadable)
-    outcome = run("program_map", load_station(station_path), db_url, targets="gradient")
+    outcome = run("program_map", load_station(station_path), db_url, targets="gradient",
+                  on_instrument="false")
     assert outcome.status == "finished", outcome.message
     with Session(storage.connect(db_url)) as session:
         finals = session.scalars(select(storage.ProgrammingEntry.final_s).where(
