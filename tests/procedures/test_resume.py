@@ -126,48 +126,48 @@ def tile_maps(engine, run_id):
     return [m.kind for m in storage.run_maps(engine, run_id)]
 
 
-def test_a_stopped_attention_head_run_resumes_at_its_first_unfinished_tile(
-    station_path, db_url
-):
+def head_run_resumed(station_path, db_url, first_tiles, then_tiles=None):
+    """An attention_head run stopped after `first_tiles` tiles and resumed
+    (stopped again after `then_tiles` more, if given): the engine, both
+    outcomes, and the run's maps as the first part left them."""
     station = load_station(station_path)
     engine = storage.connect(db_url)
     rig = Rig(station)
     try:
         proc = runner.build_procedure("attention_head", HEAD, station)
-        first = runner.run(proc, station, engine, rig=rig, progress=stop_after(rig, 3))
+        first = runner.run(proc, station, engine, rig=rig,
+                           progress=stop_after(rig, first_tiles))
         assert first.status == "aborted", first.message
-        before = tile_maps(engine, first.run_id)
-        maps = storage.run_maps(engine, first.run_id)
-        partials = {m.kind: m.to_array() for m in maps}
-        again = runner.resume(first.run_id, station, engine, rig=rig,
-                              progress=stop_after(rig, 2))
+        before = storage.run_maps(engine, first.run_id)
+        progress = None if then_tiles is None else stop_after(rig, then_tiles)
+        again = runner.resume(first.run_id, station, engine, rig=rig, progress=progress)
     finally:
         rig.close()
+    return engine, first, again, before
+
+
+def test_a_stopped_attention_head_run_resumes_at_its_first_unfinished_tile(
+    station_path, db_url
+):
+    engine, first, again, before = head_run_resumed(station_path, db_url, 3, 2)
     assert again.status == "aborted"
-    after = tile_maps(engine, first.run_id)
-    assert before == [f"{kind}-{i}" for i in range(3) for kind in ("tile", "partial")]
+    kinds = [m.kind for m in before]
+    assert kinds == [f"{kind}-{i}" for i in range(3) for kind in ("tile", "partial")]
     # Tiles 0 to 2 are neither programmed nor multiplied again: the resumed
     # run goes on at tile 3, and the stored partial sums stay as they were.
+    after = tile_maps(engine, first.run_id)
     assert after[len(before):] == [
         f"{kind}-{i}" for i in (3, 4) for kind in ("tile", "partial")
     ]
-    for m in storage.run_maps(engine, first.run_id)[: len(before)]:
-        np.testing.assert_array_equal(m.to_array(), partials[m.kind])
+    for m, kept in zip(storage.run_maps(engine, first.run_id), before, strict=False):
+        np.testing.assert_array_equal(m.to_array(), kept.to_array())
 
 
 @pytest.mark.slow
 def test_a_resumed_attention_head_run_finishes_as_close_to_float64(
     station_path, db_url
 ):
-    station = load_station(station_path)
-    engine = storage.connect(db_url)
-    rig = Rig(station)
-    try:
-        proc = runner.build_procedure("attention_head", HEAD, station)
-        first = runner.run(proc, station, engine, rig=rig, progress=stop_after(rig, 40))
-        resumed = runner.resume(first.run_id, station, engine, rig=rig)
-    finally:
-        rig.close()
+    engine, first, resumed, _ = head_run_resumed(station_path, db_url, 40)
     assert resumed.status == "finished", resumed.message
     summary = resumed.summary
     assert summary["tiles_resumed"] == 40 and summary["tiles"] == 144
