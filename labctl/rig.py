@@ -534,6 +534,10 @@ class _Hardware:
             with contextlib.suppress(Exception):
                 old.close()
         adapter = self.adapters[master] = self._open_adapter(master)
+        # A device clear empties the instrument's input and output queues:
+        # replies left from before the loss must not answer later queries.
+        with contextlib.suppress(Exception):
+            adapter.connection.clear()
         for name, driver in self.drivers.items():
             if self.master_of(name) == master:
                 driver.adapter = adapter

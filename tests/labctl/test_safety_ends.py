@@ -167,3 +167,25 @@ def test_an_instrument_that_stops_answering_is_turned_off_and_reported(
     assert "safe end: smu1.smua: output turned off but not confirmed" in outcome.message
     assert points
     assert_safe(station)  # the writes still arrive: outputs off, relays open
+
+
+def test_a_connection_opened_again_starts_with_no_stale_replies(station_path):
+    # A drop in the middle of the first of two replies leaves the second in
+    # the instrument's output queue; the safe end's own queries must not
+    # read it as theirs.
+    from labctl.rig import Rig
+
+    station = load_station(station_path)
+    rig = Rig(station)
+    try:
+        hardware = rig._hardware()
+        adapter = hardware.adapters["smu1"]
+        bench_of(station).faults.add("smu1", "drop")
+        adapter.write("print(1) print(2)")
+        with pytest.raises(Exception, match="CONN_LOST"):
+            adapter.read()
+        hardware.reconnect("smu1")
+        hardware.adapters["smu1"].write("print(3)")
+        assert hardware.adapters["smu1"].read().strip() == "3.00000e+00"
+    finally:
+        rig.close()
