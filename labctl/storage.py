@@ -14,12 +14,16 @@ stations with the identities their instruments reported.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
+import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,12 +46,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    cast,
+    column,
     create_engine,
     event,
     false,
     func,
     insert,
     inspect,
+    literal_column,
     select,
     text,
     tuple_,
@@ -657,7 +664,7 @@ class RunRecorder:
         try:
             with self.engine.begin() as conn:
                 if stored:
-                    conn.execute(insert(Point), [
+                    _insert_rows(conn, Point.__table__, [
                         {"run_id": self.run_id, "seq": seq, "data": data}
                         for seq, data in stored
                     ])
@@ -728,9 +735,9 @@ class RunRecorder:
             self._load_cells(conn, array)
         missing = keys - self._cells.keys()
         if missing:
-            conn.execute(_insert_new(conn, CellRecord.__table__), [
+            _insert_rows(conn, CellRecord.__table__, [
                 {"array_id": self.arrays[a], "row": r, "col": c} for a, r, c in missing
-            ])
+            ], keep_existing=True)
             for array in {a for a, _, _ in missing}:
                 made = [(r, c) for a, r, c in missing if a == array]
                 self._load_cells(conn, array, made)
@@ -760,16 +767,89 @@ def _insert_new(conn: Connection, table: Any) -> Any:
     return dialect_insert(table).on_conflict_do_nothing()
 
 
+def _insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]], *,
+                 keep_existing: bool = False) -> None:
+    """Insert rows, all with the same columns; ``keep_existing`` leaves a row
+    that is there already (by a unique key) as it is.
+
+    PostgreSQL is sent the rows as one record set (see :func:`_records`)
+    that one statement inserts: an executemany runs the statement once a
+    row, which costs a batch of points more than its commit does. SQLite
+    runs in this process, where an executemany is as fast.
+    """
+    statement = _insert_new(conn, table) if keep_existing else insert(table)
+    if conn.dialect.name != "postgresql":
+        conn.execute(statement, rows)
+        return
+    source = _records(table, rows)
+    conn.execute(statement.from_select(list(rows[0]), select(*source.c)))
+
+
+def _update_cells(conn: Connection, rows: list[dict[str, Any]], *,
+                  added: Sequence[str] = (), **same: Any) -> None:
+    """Update cells by ``id``: each row's values (added to the stored ones in
+    the columns named in ``added``), and the values of ``same`` in all.
+
+    A cell named by several rows gets what updating it row by row would
+    give: the last values, and the sums of the added ones.
+    """
+    cells = CellRecord.__table__
+    rows = _one_row_per_cell(rows, added)
+    names = [name for name in rows[0] if name != "id"]
+    if conn.dialect.name == "postgresql":  # one statement; see _insert_rows
+        new: Any = _records(cells, rows).c
+        params = None
+    else:
+        new = {name: bindparam(f"new_{name}") for name in ["id", *names]}
+        params = [{f"new_{k}": v for k, v in row.items()} for row in rows]
+    values = {name: cells.c[name] + new[name] if name in added else new[name]
+              for name in names}
+    conn.execute(update(cells).where(cells.c.id == new["id"]).values(**values, **same),
+                 params)
+
+
+def _one_row_per_cell(rows: list[dict[str, Any]],
+                      added: Sequence[str]) -> list[dict[str, Any]]:
+    by_id: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        before = by_id.get(row["id"])
+        if before is not None:
+            row = {**row, **{name: before[name] + row[name] for name in added}}
+        by_id[row["id"]] = row
+    return list(by_id.values())
+
+
+def _records(table: Any, rows: list[dict[str, Any]]) -> Any:
+    """The rows as a PostgreSQL record set of the table's row type, sent as
+    one JSON document: the server parses it once, where arrays of values
+    (of JSON values above all) cost it and the driver several times more."""
+    document = cast(bindparam("records", _records_json(rows), type_=Text), JSON)
+    records = func.json_populate_recordset(literal_column(f"NULL::{table.name}"),
+                                           document)
+    return records.table_valued(*(column(name, table.c[name].type)
+                                  for name in rows[0]))
+
+
+def _records_json(rows: list[dict[str, Any]]) -> str:
+    try:
+        return json.dumps(rows, default=_default, allow_nan=False)
+    except ValueError:  # a float column takes NaN and infinities as text
+        return json.dumps([{k: _float_text(v) for k, v in row.items()} for row in rows],
+                          default=_default, allow_nan=False)
+
+
+def _float_text(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # nan, inf, -inf: as PostgreSQL reads them
+    return value
+
+
 def _write_reads(conn: Connection, run_id: int, at: datetime,
                  entries: list[tuple[int, Any]]) -> None:
-    cells = CellRecord.__table__
-    conn.execute(
-        update(cells).where(cells.c.id == bindparam("cell"))
-        .values(last_conductance_s=bindparam("g"), last_verified_at=at,
-                last_run_id=run_id),
-        [{"cell": id_, "g": _finite(c.conductance_s)} for id_, c in entries],
-    )
-    conn.execute(insert(CellEvent), [
+    _update_cells(conn, [{"id": id_, "last_conductance_s": _finite(c.conductance_s)}
+                         for id_, c in entries],
+                  last_verified_at=at, last_run_id=run_id)
+    _insert_rows(conn, CellEvent.__table__, [
         {"cell_id": id_, "run_id": run_id, "at": at, "kind": "read",
          "conductance_s": _finite(c.conductance_s)} for id_, c in entries
     ])
@@ -777,17 +857,12 @@ def _write_reads(conn: Connection, run_id: int, at: datetime,
 
 def _write_programmed(conn: Connection, run_id: int, at: datetime,
                       entries: list[tuple[int, Any]]) -> None:
-    cells = CellRecord.__table__
-    conn.execute(
-        update(cells).where(cells.c.id == bindparam("cell"))
-        .values(last_conductance_s=bindparam("g"), last_verified_at=at,
-                last_run_id=run_id, target_s=bindparam("target"),
-                programmed_run_id=run_id, programmed_at=at,
-                pulses=cells.c.pulses + bindparam("n"), stuck=bindparam("is_stuck")),
-        [{"cell": id_, "g": _finite(c.final_s), "target": c.target_s, "n": c.pulses,
-          "is_stuck": c.stuck} for id_, c in entries],
-    )
-    conn.execute(insert(ProgrammingEntry), [
+    _update_cells(conn, [{"id": id_, "last_conductance_s": _finite(c.final_s),
+                          "target_s": c.target_s, "pulses": c.pulses,
+                          "stuck": c.stuck} for id_, c in entries],
+                  added=["pulses"], last_verified_at=at, last_run_id=run_id,
+                  programmed_run_id=run_id, programmed_at=at)
+    _insert_rows(conn, ProgrammingEntry.__table__, [
         {"run_id": run_id, "cell_id": id_, "at": at, "target_s": c.target_s,
          "final_s": _finite(c.final_s),
          "error": _finite((c.final_s - c.target_s) / c.target_s),
@@ -798,13 +873,9 @@ def _write_programmed(conn: Connection, run_id: int, at: datetime,
 
 def _write_swept(conn: Connection, run_id: int, at: datetime,
                  entries: list[tuple[int, Any]]) -> None:
-    cells = CellRecord.__table__
-    conn.execute(
-        update(cells).where(cells.c.id == bindparam("cell"))
-        .values(cycles=cells.c.cycles + bindparam("n"), last_run_id=run_id),
-        [{"cell": id_, "n": c.cycles} for id_, c in entries],
-    )
-    conn.execute(insert(CellEvent), [
+    _update_cells(conn, [{"id": id_, "cycles": c.cycles} for id_, c in entries],
+                  added=["cycles"], last_run_id=run_id)
+    _insert_rows(conn, CellEvent.__table__, [
         {"cell_id": id_, "run_id": run_id, "at": at, "kind": "swept",
          "conductance_s": None, "detail": jsonable({"cycles": c.cycles, **c.detail})}
         for id_, c in entries
@@ -978,7 +1049,161 @@ def run_results(engine: Engine, run_id: int) -> list[InferenceResult]:
 
 def run_frame(engine: Engine, run_id: int, columns: Sequence[str] = ()) -> Any:
     """A run's points as a pandas DataFrame: ``seq`` then the data columns
-    (``columns`` first, in that order, then any others the points hold)."""
+    (``columns`` first, in that order, then any others the points hold, in
+    the order they first appear). A point without a column has NaN there.
+
+    The points are read as JSON text, a chunk of them per query, and parsed
+    into columns by pyarrow while the next chunk is read: a million points
+    of numbers load in a second or two. A run with a column pyarrow would not
+    give back as the points hold it (numbers and text mixed, arrays or
+    objects, a true/false or text column some points lack or hold as null,
+    integers beyond 64 bits, text pyarrow takes for times) is read point by
+    point instead, at about ten seconds a million points.
+    """
+    frame = _columnar_frame(engine, run_id, columns)
+    if frame is None:
+        frame = _point_frame(engine, run_id, columns)
+    return frame
+
+
+#: Points in the first query of :func:`run_frame`; the next ones are sized
+#: from it to about :data:`FRAME_CHUNK_CHARS` of JSON each.
+FRAME_FIRST_CHUNK_POINTS = 4096
+FRAME_CHUNK_CHARS = 1 << 23
+#: Chunks parsed at once (each by pyarrow in one thread, see _parse_points).
+FRAME_PARSERS = 2
+
+
+class _NotColumnar(Exception):
+    """Points with a column pyarrow would not give back as they hold it."""
+
+
+def _columnar_frame(engine: Engine, run_id: int, columns: Sequence[str]) -> Any:
+    """The frame from pyarrow's columns; None when they are not exactly what
+    the points hold, or the run has no points."""
+    import pyarrow as pa
+
+    try:
+        with engine.connect() as conn:
+            chunks = _parse_while_reading(_point_texts(conn, run_id))
+        if not chunks:
+            return None
+        table = pa.concat_tables([t for _, t in chunks], promote_options="permissive")
+    except (_NotColumnar, pa.ArrowException):  # pyarrow's types do not mix
+        return None
+    seq = np.concatenate([s for s, _ in chunks])
+    in_order = len(seq) == table.num_rows and bool(np.all(np.diff(seq) > 0))
+    if not in_order or "seq" in table.column_names:
+        return None
+    if not all(_exact(table.column(i)) for i in range(table.num_columns)):
+        return None
+    frame = table.to_pandas()
+    frame.insert(0, "seq", seq)
+    return frame.reindex(columns=list(dict.fromkeys(["seq", *columns, *frame.columns])))
+
+
+def _point_texts(conn: Connection, run_id: int) -> Iterator[tuple[str, str]]:
+    """A run's points, chunk by chunk: their numbers and their JSON, one a line.
+
+    The two are aggregated over the same rows, so a number's line is its
+    point's line whatever order the database aggregates in. A chunk is the
+    points numbered from one stored point on, over a span of numbers sized
+    from the last chunk.
+    """
+    numbered = (Point.run_id == run_id, Point.seq >= bindparam("start"))
+    following = select(func.min(Point.seq)).where(*numbered)
+    chunk = (select(Point.seq, Point.data)
+             .where(*numbered, Point.seq < bindparam("stop"))
+             .order_by(Point.seq).subquery())
+    query = select(func.aggregate_strings(cast(chunk.c.seq, Text), "\n"),
+                   func.aggregate_strings(cast(chunk.c.data, Text), "\n"))
+    start = conn.scalar(select(func.min(Point.seq)).where(Point.run_id == run_id))
+    span = FRAME_FIRST_CHUNK_POINTS
+    while start is not None:
+        seqs, data = conn.execute(query, {"start": start, "stop": start + span}).one()
+        yield seqs, data
+        start = conn.scalar(following, {"start": start + span})
+        span = max(1, min(8 * span, span * FRAME_CHUNK_CHARS // len(data)))
+
+
+def _parse_while_reading(
+    texts: Iterator[tuple[str, str]],
+) -> list[tuple[np.ndarray, Any]]:
+    """The chunks parsed, in order, by :data:`FRAME_PARSERS` threads while
+    this one reads the next."""
+    parsed: list[tuple[np.ndarray, Any]] = []
+    pending: deque[Future[tuple[np.ndarray, Any]]] = deque()
+    with ThreadPoolExecutor(max_workers=FRAME_PARSERS) as pool:
+        for chunk in texts:
+            if len(pending) == FRAME_PARSERS:
+                parsed.append(pending.popleft().result())
+            pending.append(pool.submit(_parse_points, *chunk))
+        parsed += [p.result() for p in pending]
+    return parsed
+
+
+def _parse_points(seqs: str, data: str) -> tuple[np.ndarray, Any]:
+    """Numbers and JSON lines as an array of numbers and a pyarrow table;
+    :class:`_NotColumnar` as soon as a column cannot be exact."""
+    import pyarrow.json as pa_json
+
+    seq = np.fromstring(seqs, dtype=np.int64, sep="\n")
+    # In one thread, pyarrow meets the lines in order and orders its columns
+    # as they first appear; its threads would order them as they finish.
+    one_thread = pa_json.ReadOptions(use_threads=False)
+    table = pa_json.read_json(io.BytesIO(data.encode()), read_options=one_thread)
+    columns = [table.column(i) for i in range(table.num_columns)]
+    if not all(_exact(c, part=True) for c in columns):
+        raise _NotColumnar
+    if any(_may_hold_long_integers(c) for c in columns) and _long_integers_in(data):
+        raise _NotColumnar  # pyarrow made floats of integers the points hold
+    return seq, table
+
+
+#: 19 digits or more, not after a decimal point: in JSON written by Python,
+#: an integer as long as the longest of 64 bits, or part of a text; never a
+#: float (the shortest repr of a float has at most 17 digits).
+_LONG_INTEGER = re.compile(r"(?<![-.\d])-?\d{19,}")
+
+
+def _long_integers_in(data: str) -> bool:
+    """Whether the JSON holds an integer beyond 64 bits (or a text like it)."""
+    return any(not -(2**63) <= int(m.group()) < 2**63
+               for m in _LONG_INTEGER.finditer(data))
+
+
+def _exact(values: Any, *, part: bool = False) -> bool:
+    """Whether pandas, given pyarrow's column, holds what the points hold.
+
+    A ``part`` of the run's points may hold only nulls in a column: others
+    may hold numbers.
+    """
+    import pyarrow as pa
+
+    kind = values.type
+    if pa.types.is_null(kind):
+        return part
+    if pa.types.is_int64(kind) or pa.types.is_float64(kind):
+        return True
+    if pa.types.is_boolean(kind) or pa.types.is_string(kind):
+        # The points tell a value they lack (NaN) from a null (None); pyarrow
+        # has only null.
+        return values.null_count == 0
+    return False
+
+
+def _may_hold_long_integers(values: Any) -> bool:
+    """Whether the column is of floats, one as large as an integer beyond 64
+    bits: pyarrow reads those as floats."""
+    import pyarrow as pa
+
+    if not pa.types.is_float64(values.type):
+        return False
+    return bool(np.any(np.abs(values.to_numpy()) >= 2.0**63))
+
+
+def _point_frame(engine: Engine, run_id: int, columns: Sequence[str]) -> Any:
+    """The frame built point by point from each point's data."""
     import pandas as pd
 
     with engine.connect() as conn:

@@ -117,6 +117,37 @@ def test_cells_keep_their_state_and_history(any_db):
     assert set(state.runs) == {read.run_id, prog.run_id}
 
 
+def test_a_batch_naming_a_cell_several_times_stores_each_write(any_db):
+    engine = storage.connect(any_db)
+    rec = start(engine, "program_map")
+    rec.write(cells=[
+        storage.CellSwept("A0", 0, 1, 3), storage.CellSwept("A0", 0, 1, 2),
+        storage.CellRead("A0", 0, 1, 11e-6), storage.CellRead("A0", 0, 1, 12e-6),
+        storage.CellProgrammed("A0", 0, 1, 50e-6, 50.5e-6, 9, 3, True, False),
+        storage.CellProgrammed("A0", 0, 1, 40e-6, 40.1e-6, 4, 2, False, True),
+        storage.CellRead("A0", 3, 2, 9e-6),
+    ])
+    history = storage.cell_history(engine, "PVK-7", "A0", 0, 1)
+    cell = history.cell
+    assert (cell.cycles, cell.pulses, cell.stuck) == (5, 13, True)
+    assert (cell.target_s, cell.last_conductance_s) == (40e-6, 40.1e-6)
+    kinds = sorted(e["kind"] for e in history.events)
+    assert kinds == ["programmed"] * 2 + ["read"] * 2 + ["swept"] * 2
+    other = storage.cell_history(engine, "PVK-7", "A0", 3, 2).cell
+    assert (other.last_conductance_s, other.pulses) == (9e-6, 0)
+
+
+def test_an_infinite_target_is_stored_as_infinite(any_db):
+    engine = storage.connect(any_db)
+    rec = start(engine, "program_map")
+    rec.write(cells=[storage.CellProgrammed("A0", 2, 2, math.inf, 1e-5, 1, 1, False,
+                                            True)])
+    history = storage.cell_history(engine, "PVK-7", "A0", 2, 2)
+    assert history.cell.target_s == math.inf
+    (entry,) = history.events
+    assert (entry["detail"]["target_s"], entry["detail"]["error"]) == (math.inf, None)
+
+
 def test_a_new_firmware_is_a_new_identity_and_the_old_one_stays(any_db):
     engine = storage.connect(any_db)
     start(engine)
