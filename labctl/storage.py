@@ -199,7 +199,7 @@ class CellEvent(Base):
     cell_id: Mapped[int] = mapped_column(ForeignKey("cells.id"))
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    kind: Mapped[str] = mapped_column(String(16))  # read, swept
+    kind: Mapped[str] = mapped_column(String(16))  # read, swept, formed
     conductance_s: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -291,7 +291,9 @@ class ConductanceMap(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
     array: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # read, target, programmed
+    #: read, target, programmed; tile-N (a head tile's programmed cells) and
+    #: partial-N (its MAC readings of every token, not conductances)
+    kind: Mapped[str] = mapped_column(String(16))
     rows: Mapped[int] = mapped_column(Integer)
     cols: Mapped[int] = mapped_column(Integer)
     read_voltage_v: Mapped[float | None] = mapped_column(Float)
@@ -353,7 +355,20 @@ class CellSwept:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-CellWrite = CellRead | CellProgrammed | CellSwept
+@dataclass(frozen=True)
+class CellFormed:
+    """A fresh cell formed under a current limit that chose its mode."""
+
+    array: str
+    row: int
+    col: int
+    compliance_a: float
+    mode: str  # analog, volatile, activation or exponential
+    conductance_s: float  # read right after forming
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+CellWrite = CellRead | CellProgrammed | CellSwept | CellFormed
 
 
 @dataclass(frozen=True)
@@ -882,8 +897,24 @@ def _write_swept(conn: Connection, run_id: int, at: datetime,
     ])
 
 
+def _write_formed(conn: Connection, run_id: int, at: datetime,
+                  entries: list[tuple[int, Any]]) -> None:
+    _update_cells(conn, [
+        {"id": id_, "mode": c.mode, "forming_compliance_a": c.compliance_a,
+         "last_conductance_s": _finite(c.conductance_s)}
+        for id_, c in entries
+    ], formed_at=at, last_verified_at=at, last_run_id=run_id)
+    _insert_rows(conn, CellEvent.__table__, [
+        {"cell_id": id_, "run_id": run_id, "at": at, "kind": "formed",
+         "conductance_s": _finite(c.conductance_s),
+         "detail": jsonable({"compliance_a": c.compliance_a, "mode": c.mode,
+                             **c.detail})}
+        for id_, c in entries
+    ])
+
+
 _CELL_WRITERS = {CellRead: _write_reads, CellProgrammed: _write_programmed,
-                 CellSwept: _write_swept}
+                 CellSwept: _write_swept, CellFormed: _write_formed}
 
 
 def _map_row(run_id: int, m: MapWrite) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
 from labctl.station import Station
+from labctl.storage import CellFormed
 from procedures.base import LabProcedure
 from procedures.characterize import block, wait_s
 from simulator.device import MODES, DevicePreset
@@ -149,6 +150,14 @@ class Forming(LabProcedure):
         self.sink.add_result(
             row * self.lines.n_cols + col, f"cell ({row}, {col})", outcome
         )
+        # The cell's history: formed now, under this compliance, in the mode
+        # the chip's preset gives that compliance.
+        self.sink.add_cells([CellFormed(
+            self.array, row, col, self.compliance,
+            MODES[self.preset.mode_for(self.compliance)], float(outcome["formed_s"]),
+            {"forming_voltage_v": formed_v, "held_s": outcome["held_s"],
+             "hold_s": self.hold},
+        )])
         return outcome
 
     def _level(self, level_v: float) -> float:

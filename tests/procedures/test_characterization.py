@@ -53,6 +53,19 @@ def test_forming_a_fresh_cell_takes_the_forming_voltage_and_the_limit_sets_the_m
     assert bench.arrays["A0"].mode[0, 0] == 1
     assert outcome.summary["kept_after_hold"] < 0.2  # it decayed
 
+    # Each formed cell's history says when, under what limit, in what mode.
+    engine = storage.connect(db_url)
+    history = storage.cell_history(engine, "PVK-demo", "A0", 0, 1)
+    assert history.cell.mode == "analog" and history.cell.formed_at is not None
+    assert history.cell.forming_compliance_a == pytest.approx(1e-4)
+    formed = [e for e in history.events if e["kind"] == "formed"]
+    assert len(formed) == 1 and formed[0]["procedure"] == "forming"
+    assert formed[0]["conductance_s"] == history.cell.last_conductance_s > 0
+    assert 1.3 < formed[0]["detail"]["forming_voltage_v"] < 1.8
+    # The second chip of that name formed its cell (0, 0) as a volatile one.
+    assert storage.cell_history(engine, "PVK-demo", "A0", 0, 0).cell.mode == "volatile"
+    assert storage.cell_history(engine, "PVK-demo", "A0", 0, 5) is None  # not formed
+
 
 def test_forming_leaves_cells_that_already_conduct_alone(station_path, db_url):
     outcome, points, bench = run("forming", station_path, db_url, cells=2)
