@@ -226,6 +226,9 @@ def run(
     stream: StreamOpt = False,
     operator: Annotated[str | None, typer.Option(
         help="Who runs it (default: $LABCTL_OPERATOR, else the login name).")] = None,
+    queue: Annotated[bool, typer.Option(
+        "--queue", help="Store it as a queued run for `labctl runs start`; "
+        "open nothing now.")] = False,
 ) -> None:
     """Run a procedure: labctl run iv_sweep --v_max 1.0 --compliance 1e-4."""
     from labctl import runner
@@ -234,6 +237,11 @@ def run(
         spec = _load(station)
         proc = runner.build_procedure(procedure, _parse_params(ctx.args), spec)
         engine = _engine(db)
+        if queue:
+            run_id = runner.queue(proc, spec, engine, operator=operator)
+            say(f"run {run_id}: queued ({procedure} on {spec.name}); "
+                "`labctl runs start` runs the queue")
+            return
         with _watch(procedure, stream) as (update, printer):
             outcome = runner.run(proc, spec, engine, progress=update, stream=printer,
                                  operator=operator)
@@ -384,7 +392,8 @@ def runs_resume(
     """Continue a run that stopped before its end, where it stopped.
 
     Points and cells already stored are not measured again; the run keeps its
-    id and its CSV. iv_sweep, read_map and program_map runs can be resumed.
+    id and its CSV. iv_sweep, read_map, program_map and attention_head runs
+    can be resumed.
     """
     from labctl import runner
 
@@ -397,6 +406,37 @@ def runs_resume(
                                     stream=printer)
     _report(outcome, stream)
     if outcome.status != "finished":
+        raise typer.Exit(1)
+
+
+@runs_app.command("start")
+def runs_start(
+    station: StationOpt = DEFAULT_STATION,
+    db: DbOpt = None,
+    stream: StreamOpt = False,
+) -> None:
+    """Run the station's queued runs (`labctl run … --queue`), oldest first.
+
+    A run that fails is stored so and the next one goes on; Ctrl-C or SIGTERM
+    stops the one running and leaves the rest queued.
+    """
+    from labctl import runner
+
+    with _one_line_errors():
+        spec = _load(station)
+        engine = _engine(db)
+        if not storage.queued_runs(engine, spec.name):
+            say(f"no queued runs of station {spec.name}")
+            return
+        outcomes = []
+        with _watch("queued runs", stream) as (update, printer):
+            outcomes = runner.run_queued(
+                spec, engine, progress=update, stream=printer,
+                on_start=lambda r: err.print(f"run {r.id}: {r.procedure}",
+                                             markup=False, highlight=False))
+    for outcome in outcomes:
+        _report(outcome, stream)
+    if any(o.status != "finished" for o in outcomes):
         raise typer.Exit(1)
 
 

@@ -407,6 +407,71 @@ def run(
     return _execute(proc, station, open_new, rig=rig, progress=progress, stream=stream)
 
 
+def queue(proc: LabProcedure, station: Station, engine: Engine, *,
+          operator: str | None = None) -> int:
+    """Store a built procedure as a queued run of the station; its id.
+
+    Nothing is opened: :func:`run_queued` runs it later.
+    """
+    return storage.queue_run(
+        engine,
+        procedure=proc.NAME,
+        parameters=proc.parameter_values(),
+        station_name=station.name,
+        chip_name=station.chip_spec.name if station.chip_spec else "",
+        software_version=labctl.__version__,
+        operator=default_operator() if operator is None else operator,
+    )
+
+
+def run_queued(
+    station: Station,
+    engine: Engine,
+    *,
+    rig: Rig | None = None,
+    progress: Callable[[float], None] | None = None,
+    stream: Stream | None = None,
+    on_start: Callable[[storage.Run], None] | None = None,
+) -> list[RunOutcome]:
+    """Run the station's queued runs one after the other, oldest first.
+
+    A run whose parameters no longer pass the station's checks (the station
+    file changed since) is marked failed with the reason, and the next one
+    goes on. A run that fails or is aborted is stored as such and the queue
+    goes on, unless it was stopped by Ctrl-C or SIGTERM: then the runs still
+    queued stay queued.
+    """
+    outcomes = []
+    for queued in storage.queued_runs(engine, station.name):
+        if on_start is not None:
+            on_start(queued)
+        try:
+            proc = build_procedure(queued.procedure, queued.parameters, station)
+        except ParameterError as exc:
+            storage.RunRecorder(engine, queued.id, {}).finish("failed", str(exc))
+            outcomes.append(RunOutcome(queued.id, "failed", Path(), {}, str(exc)))
+            continue
+        run_id = queued.id
+
+        def claim(identities: dict[str, Any],
+                  run_id: int = run_id) -> tuple[storage.RunRecorder, CsvLog]:
+            recorder = storage.RunRecorder.claim(
+                engine, run_id, station_snapshot=station_snapshot(station, identities),
+                seed=simulated_seed(station))
+            csv_path = new_csv(csv_folder(engine), recorder.run_id, proc.NAME)
+            recorder.set_csv_path(str(csv_path))
+            return recorder, CsvLog(proc, csv_path)
+
+        outcome = _execute(proc, station, claim, rig=rig, progress=progress,
+                           stream=stream)
+        outcomes.append(outcome)
+        if outcome.status == "aborted" and (outcome.message or "").startswith(
+            "stopped by"
+        ):
+            break
+    return outcomes
+
+
 def resume(
     run_id: int,
     station: Station,

@@ -67,8 +67,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 log = logging.getLogger("labctl.storage")
 
 #: Every status a run can have. ``queued`` is for runs planned but not started
-#: (labctl starts its runs as ``running``); ``interrupted`` marks a run whose
-#: process ended without finishing it.
+#: (``labctl run --queue``, started by ``labctl runs start``); ``interrupted``
+#: marks a run whose process ended without finishing it.
 STATUSES = ("queued", "running", "finished", "failed", "aborted", "interrupted")
 #: The statuses from which ``labctl runs resume`` continues a run.
 RESUMABLE = ("interrupted", "aborted", "failed")
@@ -628,6 +628,40 @@ class RunRecorder:
             return cls(engine, run.id, arrays)
 
     @classmethod
+    def claim(
+        cls,
+        engine: Engine,
+        run_id: int,
+        *,
+        station_snapshot: dict[str, Any],
+        seed: int | None = None,
+    ) -> RunRecorder:
+        """Start a queued run: status ``running`` in this process, from now,
+        with the station as its instruments just reported it.
+
+        Only a ``queued`` run is taken, and only by one process.
+        """
+        snapshot = jsonable(station_snapshot)
+        with Session(engine) as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status != "queued":
+                raise StorageError(f"run {run_id} is not queued")
+            taken = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == "queued")
+                .values(status="running", started_at=now(), station_snapshot=snapshot,
+                        host=socket.gethostname(), pid=os.getpid(), seed=seed))
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                raise StorageError(f"run {run_id} was started by another process")
+            station_id = _register_station(session, run.station_name, snapshot)
+            chip_id, arrays = _register_chip(session, run.chip_name,
+                                             snapshot.get("chip_spec"))
+            session.execute(update(Run).where(Run.id == run_id)
+                            .values(station_id=station_id, chip_id=chip_id))
+            session.commit()
+        log.info("run %d started from the queue", run_id)
+        return cls(engine, run_id, arrays)
+
+    @classmethod
     def resume(cls, engine: Engine, run_id: int) -> RunRecorder:
         """Take up a stored run again: status ``running`` in this process, its
         points numbered on from the last one stored.
@@ -1053,6 +1087,40 @@ def point_counts(engine: Engine, run_ids: Iterable[int]) -> dict[int, int]:
 def get_run(engine: Engine, run_id: int) -> Run | None:
     with Session(engine) as session:
         return session.get(Run, run_id)
+
+
+def queue_run(
+    engine: Engine,
+    *,
+    procedure: str,
+    parameters: dict[str, Any],
+    station_name: str,
+    chip_name: str,
+    software_version: str,
+    operator: str = "",
+) -> int:
+    """Write a run to be done later (status ``queued``); its id.
+
+    Its ``started_at`` is when it was queued until it starts.
+    """
+    with Session(engine) as session:
+        run = Run(procedure=procedure, parameters=jsonable(parameters), status="queued",
+                  started_at=now(), station_name=station_name, station_snapshot={},
+                  chip_name=chip_name, software_version=software_version,
+                  host=socket.gethostname(), pid=0, operator=operator)
+        session.add(run)
+        session.commit()
+        log.info("run %d queued: %s on %s", run.id, procedure, station_name)
+        return run.id
+
+
+def queued_runs(engine: Engine, station_name: str) -> list[Run]:
+    """The queued runs of a station, in the order they were queued."""
+    with Session(engine) as session:
+        query = (select(Run).where(Run.status == "queued",
+                                   Run.station_name == station_name)
+                 .order_by(Run.id))
+        return list(session.scalars(query).all())
 
 
 def run_points(engine: Engine, run_id: int) -> list[dict[str, Any]]:

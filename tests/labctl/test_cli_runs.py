@@ -205,3 +205,76 @@ def test_runs_resume_continues_an_interrupted_run(station_path, db_url):
     assert len(storage.run_points(engine, first.run_id)) == 64 * 8
     again = invoke("runs", "resume", str(first.run_id), "--db", db_url)
     assert again.exit_code == 2 and "is finished" in again.output
+
+
+# The queue.
+
+
+def test_queued_runs_wait_then_run_in_order(tmp_path):
+    station = str(write_bench(tmp_path / "bench"))
+    db_url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    for args in (["read_map"], ["iv_sweep", "--step", "0.2"]):
+        queued = invoke("run", *args, "--queue", "--station", station, "--db", db_url,
+                        "--operator", "ana")
+        assert queued.exit_code == 0, queued.output
+        assert "queued" in queued.output
+    engine = storage.connect(db_url)
+    waiting = storage.queued_runs(engine, "demo-sim")
+    assert [(r.procedure, r.operator) for r in waiting] == [("read_map", "ana"),
+                                                            ("iv_sweep", "ana")]
+    assert storage.run_points(engine, waiting[0].id) == []  # nothing measured yet
+    listed = invoke("runs", "list", "--status", "queued", "--db", db_url)
+    assert listed.output.count("queued") == 2
+
+    started = invoke("runs", "start", "--station", station, "--db", db_url)
+    assert started.exit_code == 0, started.output
+    runs = [storage.get_run(engine, r.id) for r in waiting]
+    assert [r.status for r in runs] == ["finished", "finished"]
+    assert runs[0].finished_at <= runs[1].started_at  # one after the other
+    assert runs[0].station_snapshot["identities"]  # the instruments, as they ran
+    assert storage.run_points(engine, runs[1].id)
+    again = invoke("runs", "start", "--station", station, "--db", db_url)
+    assert "no queued runs" in again.output
+
+
+def test_a_queued_run_the_station_no_longer_allows_fails_and_the_queue_goes_on(
+    tmp_path,
+):
+    station_path = write_bench(tmp_path / "bench")
+    station = load_station(station_path)
+    engine = storage.connect(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    first = runner.queue(runner.build_procedure("iv_sweep", {"v_max": "1.5"}, station),
+                         station, engine)
+    second = runner.queue(runner.build_procedure("read_map", {}, station), station,
+                          engine)
+    tighter = station.model_copy(update={
+        "limits": station.limits.model_copy(update={"max_voltage_v": 1.0})})
+    outcomes = runner.run_queued(tighter, engine)
+    assert [(o.run_id, o.status) for o in outcomes] == [(first, "failed"),
+                                                        (second, "finished")]
+    assert "v_max = 1.5 V exceeds the chip's max_voltage_v" in outcomes[0].message
+    assert storage.get_run(engine, first).status == "failed"
+    with pytest.raises(storage.StorageError, match="not queued"):
+        storage.RunRecorder.claim(engine, second, station_snapshot={})
+
+
+def test_a_signal_stops_the_queue_and_leaves_the_rest_queued(tmp_path):
+    station = load_station(write_bench(tmp_path / "bench"))
+    engine = storage.connect(f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    ids = [runner.queue(runner.build_procedure("read_map", {}, station), station, engine)
+           for _ in range(2)]
+    rig = Rig(station)
+    seen = [0]
+
+    def ctrl_c_after_a_few_points(_pct):
+        seen[0] += 1
+        if seen[0] == 5:
+            rig.stop_requested = "stopped by SIGINT"
+
+    try:
+        outcomes = runner.run_queued(station, engine, rig=rig,
+                                     progress=ctrl_c_after_a_few_points)
+    finally:
+        rig.close()
+    assert [(o.run_id, o.status) for o in outcomes] == [(ids[0], "aborted")]
+    assert storage.get_run(engine, ids[1]).status == "queued"
