@@ -51,6 +51,9 @@ app.add_typer(chip_app, name="chip")
 app.add_typer(sim_app, name="sim")
 report_app = typer.Typer(help="Reports made from a chip's runs.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
+bench_app = typer.Typer(help="Robustness sweeps of the simulated chip.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 console = Console(soft_wrap=True)  # paths and figures stay on one line
 err = Console(stderr=True)
@@ -707,7 +710,8 @@ def infer(
         "a layer).")] = "direct",
     placement: Annotated[str, typer.Option(
         help="all (every operation the chip can), static (weight matrices), "
-        "projections (q, k, v only) or host.")] = "all",
+        "projections (q, k, v only), dynamic (scores, softmax exponentials, "
+        "context) or host.")] = "all",
     on_host: Annotated[list[str] | None, typer.Option(
         "--host", help="Move one operation to the host (repeatable): "
         "projections, scores, softmax, context, output, ffn, activation, biases.")
@@ -723,10 +727,16 @@ def infer(
     tolerance: Annotated[float, typer.Option(help="Write-verify tolerance.")] = 0.02,
     bench_file: Annotated[Path, typer.Option(
         "--bench", help="Simulated bench file.")] = DEMO_BENCH,
+    gelu_cells: Annotated[bool, typer.Option(
+        "--gelu-cells", help="Bench-direct: compute the FFN's GELU on a row of "
+        "activation cells, rectifiers with offset knees whose currents sum to a "
+        "fitted approximation of GELU (off: the GELU runs on the host, as one "
+        "rectifying cell is not a GELU).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")
     ] = False,
 ) -> None:
     """Run all-MiniLM-L6-v2 on the simulated chip: fidelity, energy, time, wear."""
+    from labctl.engine.operators import ActivationConfig
     from labctl.engine.placement import HOST_PLACE, Placement
     from labctl.engine.readout import ReadChainConfig
     from labctl.infer import InferConfig
@@ -746,7 +756,8 @@ def infer(
         config = InferConfig(
             layers=_layers(layers), placement=chosen, path=path, sentences=texts,
             bits=bits, chain=ReadChainConfig(adc_bits=adc_bits) if adc_bits else None,
-            tolerance=tolerance, bench_file=bench_file)
+            tolerance=tolerance, bench_file=bench_file,
+            activation=ActivationConfig() if gelu_cells else None)
         report = run_infer(config)
     except ImportError as exc:
         _error("error", f"{exc.name or exc}: reading the model needs the extract "
@@ -821,6 +832,61 @@ def _infer_tables(report: Any) -> None:
                      f"{w.worn_out} cells worn out{runs}")
     cost.add_row("wall time", f"{report.wall_s:.1f} s")
     console.print(cost)
+
+
+# bench ---------------------------------------------------------------------
+
+
+@bench_app.command("fidelity")
+def bench_fidelity(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="PNG file the plot is written to.")] = Path("fidelity.png"),
+    full: Annotated[bool, typer.Option(
+        "--full", help="Every value of each sweep (21 points), not only its two "
+        "ends (10 points).")] = False,
+    sweeps: Annotated[list[str] | None, typer.Option(
+        "--sweep", help="Only this non-ideality (repeatable): tolerance, "
+        "read_sigma, adc_bits, stuck_fraction, drift_s.")] = None,
+    count: Annotated[int, typer.Option(
+        "--count", min=1, max=16, help="Sentences of the committed sixteen.")] = 4,
+    placement: Annotated[str, typer.Option(
+        help="Operations on the chip: dynamic (scores, softmax exponentials, "
+        "context: seconds a point), projections (q, k, v: some 20 s a point), "
+        "static or all (minutes a point).")] = "dynamic",
+    csv_path: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write the table as CSV.")] = None,
+) -> None:
+    """Fidelity of layer 0 against tolerance, read noise, ADC bits, stuck cells
+    and drift, bench-direct: the table, and its plot as a PNG."""
+    from labctl.fidelity import choose, describe, plot, sweep, write_csv
+
+    try:
+        chosen = choose(sweeps, full)
+        points = sweep(count, placement, chosen, on_point=lambda p: say(describe(p)))
+    except ImportError as exc:
+        _error("error", f"{exc.name or exc}: reading the model needs the extract "
+               "extra (pip install -e '.[extract]')")
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        _error("error", str(exc))
+        raise typer.Exit(2) from None
+    table = Table(title=f"layer 0 fidelity against float64, {count} sentences, "
+                  f"placement {placement}")
+    for col in ("parameter", "value", "attention cosine (mean / min)",
+                "attention top-1", "hidden cosine", "wall"):
+        table.add_column(col, justify="right")
+    for p in points:
+        table.add_row(p.parameter, f"{p.value:g}", f"{p.attention_cosine:.4f} / "
+                      f"{p.attention_cosine_min:.4f}", f"{p.top1:.3f}",
+                      f"{p.hidden_cosine:.5f}", f"{p.wall_s:.1f} s")
+    console.print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(points, out, f"layer 0 of all-MiniLM-L6-v2 on the simulated chip "
+         f"({placement})")
+    say(f"wrote {out}")
+    if csv_path is not None:
+        write_csv(points, csv_path)
+        say(f"wrote {csv_path}")
 
 
 # sim -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from labctl.engine.chips import Ledger, RigChip
 from labctl.engine.direct import DirectChip, Wear
 from labctl.engine.encoder import EncoderTrace, ModelWeights, embed, encode
 from labctl.engine.mac import MacConfig
+from labctl.engine.operators import ActivationConfig, ExponentialConfig
 from labctl.engine.placement import ChipOperations, Placement
 from labctl.engine.readout import ReadChainConfig
 from labctl.engine.reference import cosine_per_token
@@ -108,6 +109,12 @@ class InferConfig:
         (bench-direct only).
     dynamic_arrays : int
         Arrays the run-time operands go round (bench-direct only).
+    exponential : ExponentialConfig
+        The exponential cells of the softmax (bench-direct only; the
+        instruments' chip has none).
+    activation : ActivationConfig or None
+        The activation cells that sum to the FFN's GELU (bench-direct only);
+        None leaves the GELU on the host.
     """
 
     layers: int | None = None
@@ -121,6 +128,8 @@ class InferConfig:
     bench: dict[str, Any] = field(default_factory=dict)
     drift_s: float = 0.0
     dynamic_arrays: int = 16
+    exponential: ExponentialConfig = field(default_factory=ExponentialConfig)
+    activation: ActivationConfig | None = None
 
     def __post_init__(self) -> None:
         if self.path not in ("direct", "instruments"):
@@ -173,6 +182,16 @@ class InferReport:
             "programming verify reads": led.verify_read_bench_j,
             "GPU, same MACs": self.gpu_j,
         }
+        for what, cells, tally in (("softmax exponentials", "exponential cells",
+                                    led.exponential),
+                                   ("GELU", "activation cells", led.activation)):
+            if tally.values:
+                out.update({
+                    f"{what}, bench integration times": tally.read_bench_j,
+                    f"{what}, read chain conversion time": tally.read_chain_j,
+                    f"{cells}' forming, ranging and calibration (once)":
+                        tally.setup_j,
+                })
         if self.device_energy_j is not None:
             out["device model's own sum over every cell"] = self.device_energy_j
         return out
@@ -208,10 +227,10 @@ def infer(config: InferConfig, model: FullModel | None = None) -> InferReport:
         chip_run = _direct(config, weights, inputs, offsets, write, mac)
     else:
         chip_run = _instruments(config, weights, inputs, offsets, write, mac)
-    trace, ledger, wear, bench_s, device_j, tiles = chip_run
+    trace, ops, ledger, wear, bench_s, device_j = chip_run
     wall_s = time.perf_counter() - started
-    return _report(config, texts, trace, reference, ledger, wear, bench_s, wall_s,
-                   tiles, device_j)
+    return _report(config, texts, trace, reference, ops, ledger, wear, bench_s,
+                   wall_s, device_j)
 
 
 def _preset_of(config: InferConfig) -> str:
@@ -226,16 +245,23 @@ def _direct(config: InferConfig, weights: ModelWeights, inputs: np.ndarray,
             offsets: np.ndarray, write: WriteVerifyConfig, mac: MacConfig) -> tuple:
     bench = Bench.from_file(config.bench_file, **config.bench)
     chip = DirectChip(bench, write, mac, config.chain, config.drift_s,
-                      dynamic_arrays=config.dynamic_arrays)
+                      dynamic_arrays=config.dynamic_arrays,
+                      exponential=config.exponential, activation=config.activation)
     ops = ChipOperations(chip, config.placement)
     trace = encode(weights, inputs, offsets, config.layers, ops)
     wear = chip.wear()
     led = chip.ledger
-    message_s, round_s = probe_costs(config, write, mac) if led.macs else (0.0, 0.0)
-    # one bus message per verify read: a cell's first, and each train's
+    operators = (led.exponential, led.activation)
+    analog = led.macs or any(t.values for t in operators)
+    message_s, round_s = probe_costs(config, write, mac) if analog else (0.0, 0.0)
+    # one bus message per verify read: a cell's first, and each train's; an
+    # operator cell's reading costs what one MAC round does, its forming ramp
+    # the time its levels are held
     bench_s = (led.verify_reads * message_s
-               + (led.mac_rounds + led.calibration_rounds) * round_s)
-    return trace, led, wear, bench_s, None, ops.tiles
+               + (led.mac_rounds + led.calibration_rounds) * round_s
+               + sum((t.rounds + t.setup_reads) * round_s + t.forming_s
+                     for t in operators))
+    return trace, ops, led, wear, bench_s, None
 
 
 def _instruments(config: InferConfig, weights: ModelWeights, inputs: np.ndarray,
@@ -259,7 +285,7 @@ def _instruments(config: InferConfig, weights: ModelWeights, inputs: np.ndarray,
             wear.add(cells)
         device_j = sum(float(a.energy_j.sum()) for a in bench.arrays.values()
                        if hasattr(a, "energy_j"))
-        return trace, chip.ledger, {"array": wear}, bench.now_s, device_j, ops.tiles
+        return trace, ops, chip.ledger, {"array": wear}, bench.now_s, device_j
 
 
 _PROBED: dict[str, tuple[float, float]] = {}
@@ -304,8 +330,8 @@ def _probe(config: InferConfig, write: WriteVerifyConfig,
 
 
 def _report(config: InferConfig, texts: list[str], trace: EncoderTrace,
-            reference: EncoderTrace, ledger: Ledger, wear: dict[str, Wear],
-            bench_s: float, wall_s: float, tiles: int,
+            reference: EncoderTrace, ops: ChipOperations, ledger: Ledger,
+            wear: dict[str, Wear], bench_s: float, wall_s: float,
             device_j: float | None) -> InferReport:
     layers = []
     for k, (chip, ref) in enumerate(zip(trace.layers, reference.layers, strict=True)):
@@ -327,7 +353,7 @@ def _report(config: InferConfig, texts: list[str], trace: EncoderTrace,
         "bench-direct: the simulated bench's device physics and circuit, "
         "without the message layer" if config.path == "direct" else
         "instruments: pyvisa, the drivers and the simulated instruments")
-    return InferReport(config, path_text, config.placement.table(), len(texts),
+    return InferReport(config, path_text, ops.table(), len(texts),
                        int(trace.offsets[-1]), layers, float(emb.mean()),
                        float(emb.min()), spearman, ledger, wear, bench_s, wall_s,
-                       tiles, device_j)
+                       ops.tiles, device_j)

@@ -23,13 +23,35 @@ SENSE_CHANNELS = 4
 
 
 @dataclass
+class OperatorTally:
+    """What one kind of operator cell took: counts, bench time and energy.
+
+    ``setup_*`` is the cells' preparation, once per run: forming (under its
+    compliance), and the ranging and calibration readings. Energies are the
+    cells' own ``V · I · t``, J.
+    """
+
+    cells_formed: int = 0  # cells whose current reached the forming compliance
+    values: int = 0  # results computed: one exponential, or one activation
+    reads: int = 0  # readings of the cells for those values
+    rounds: int = 0  # readings of the sense channels those took
+    clipped: int = 0  # inputs beyond the read window, read at its edge
+    setup_reads: int = 0  # ranging and calibration readings
+    forming_s: float = 0.0  # bench time of the forming ramps' steps, cell after cell
+    setup_j: float = 0.0
+    read_bench_j: float = 0.0  # with the bench's integration time
+    read_chain_j: float = 0.0  # with the read chain's conversion time
+
+
+@dataclass
 class Ledger:
     """What the analog operations on one array took: counts and energy.
 
-    Energies are the cells' own dissipation, ``V² · G · t`` summed over every
-    cell with a voltage across it, in J: ``*_bench_j`` with the bench's
-    integration times (the SMUs'), ``mac_chain_j`` with the read chain's
-    conversion time.
+    Energies are the cells' own dissipation, ``V · I · t`` summed over every
+    cell with a voltage across it (``V² · G · t`` for an ohmic cell), in J:
+    ``*_bench_j`` with the bench's integration times (the SMUs'),
+    ``*_chain_j`` with the read chain's conversion time. ``exponential``
+    and ``activation`` are the operator cells' (:mod:`labctl.engine.operators`).
     """
 
     cells_programmed: int = 0
@@ -45,6 +67,8 @@ class Ledger:
     verify_read_bench_j: float = 0.0
     mac_bench_j: float = 0.0
     mac_chain_j: float = 0.0
+    exponential: OperatorTally = field(default_factory=OperatorTally)
+    activation: OperatorTally = field(default_factory=OperatorTally)
     per_operation: dict[str, int] = field(default_factory=dict)  # macs by operation
     cells_by_operation: dict[str, int] = field(default_factory=dict)
 
@@ -54,7 +78,21 @@ class Ledger:
 
 
 class RigChip:
-    """Tiles programmed and multiplied on through a station's instruments."""
+    """Tiles programmed and multiplied on through a station's instruments.
+
+    The instruments reach the demo chip's weight array only, none of whose
+    cells is formed as an exponential or an activation cell: the softmax's
+    exponentials and the GELU of a run on this chip are computed on the host
+    (:attr:`unavailable`).
+    """
+
+    unavailable = {
+        "softmax": "the instruments reach only the demo chip's weight array; no "
+                   "cell of it is formed as an exponential cell",
+        "activation": "the instruments reach only the demo chip's weight array; "
+                      "no cell of it is formed as an activation cell, and one "
+                      "rectifying cell is not the model's GELU",
+    }
 
     def __init__(self, rig: Rig, array: str, write: WriteVerifyConfig,
                  mac: MacConfig, chain: ReadChainConfig | None = None) -> None:

@@ -33,7 +33,9 @@ layer:
 Nothing here advances the bench clock: the predicted bench time of a
 bench-direct run comes from the costs the instruments were measured to
 take (:mod:`labctl.infer`). :class:`DirectChip` gives the whole model the
-arrays it needs, each of the bench array's design.
+arrays it needs, each of the bench array's design, a column of
+exponential cells for the softmax and, when asked, a row of activation
+cells for the GELU (:mod:`labctl.engine.operators`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ import numpy as np
 
 from labctl.engine.chips import SENSE_CHANNELS, Ledger
 from labctl.engine.mac import MacConfig
+from labctl.engine.operators import (
+    ActivationConfig,
+    ActivationRow,
+    ExponentialArray,
+    ExponentialConfig,
+)
+from labctl.engine.placement import (
+    GELU_CELLS_OFF,
+    GELU_NOT_RECTIFIER,
+    NO_EXPONENTIAL_CELLS,
+)
 from labctl.engine.readout import (
     ColumnCalibration,
     ReadChain,
@@ -59,7 +72,7 @@ from labctl.engine.writeverify import (
 )
 from simulator.array_solver import ArrayCircuit
 from simulator.bench import Bench
-from simulator.device import CellArray, current_per_siemens
+from simulator.device import SINH, CellArray, current_per_siemens
 
 
 @dataclass(frozen=True)
@@ -101,14 +114,21 @@ class DirectArray:
     line_ohm : float
         Resistance of each line segment, Ω (the chip file's
         ``line_resistance_ohm``); 0 for ideal lines.
+    switching_rng : numpy.random.Generator, optional
+        Source of the cycle-to-cycle and programming noise of the pulses;
+        the bench's generator when not given.
     """
+
+    unavailable = {"softmax": NO_EXPONENTIAL_CELLS, "activation": GELU_NOT_RECTIFIER}
 
     def __init__(self, bench: Bench, cells: CellArray, name: str,
                  write: WriteVerifyConfig, mac: MacConfig,
                  chain: ReadChainConfig | None = None, ledger: Ledger | None = None,
                  drift_s: float = 0.0, stream: int = 0,
-                 line_ohm: float = 0.0) -> None:
+                 line_ohm: float = 0.0,
+                 switching_rng: np.random.Generator | None = None) -> None:
         self.bench = bench
+        self.switching_rng = bench.rng if switching_rng is None else switching_rng
         self.cells = cells
         self.array = name
         self.write = write
@@ -249,7 +269,7 @@ class DirectArray:
             plan = self.cells.switching_among(cells[pick].tolist(),
                                               level_v[pick].tolist(), cfg.width_s)
             if plan is not None:
-                noise = self.bench.rng.standard_normal((int(count), 2, plan.size))
+                noise = self.switching_rng.standard_normal((int(count), 2, plan.size))
                 self.cells.repeat(plan, noise)
 
     def _pulse_energy(self, cells: np.ndarray, level_v: np.ndarray, n: np.ndarray,
@@ -259,8 +279,10 @@ class DirectArray:
         g_sel = g_s.reshape(-1)[cells]
         half = g_s.sum(axis=1)[r] + g_s.sum(axis=0)[c] - 2 * g_sel
         preset = self.bench.preset
-        full_w = current_per_siemens(preset, level_v) * level_v  # W per S
-        half_w = current_per_siemens(preset, level_v / 2) * level_v / 2
+        family = self.cells.uniform_family
+        family = SINH if family is None else family
+        full_w = current_per_siemens(preset, level_v, family) * level_v  # W per S
+        half_w = current_per_siemens(preset, level_v / 2, family) * level_v / 2
         per_pulse = (g_sel * full_w + half * half_w) * self.write.width_s
         self.ledger.pulse_j += float((per_pulse * n).sum())
 
@@ -418,12 +440,26 @@ class DirectChip:
     ``dynamic_arrays`` arrays, the first the bench's own array, which they
     wear. A static array is dropped from memory once multiplied on (nothing
     reads it again in this run); its wear is kept.
+
+    The softmax's exponentials are read from a column of exponential cells
+    (:class:`~labctl.engine.operators.ExponentialArray`) and, when
+    ``activation`` is given, the FFN's GELU from a row of activation cells
+    (:class:`~labctl.engine.operators.ActivationRow`): each formed,
+    programmed and calibrated the first time it is asked for, with the
+    bench's preset and stuck fraction, read through the run's read chain.
     """
 
     def __init__(self, bench: Bench, write: WriteVerifyConfig, mac: MacConfig,
                  chain: ReadChainConfig | None = None, drift_s: float = 0.0,
-                 array: str | None = None, dynamic_arrays: int = 16) -> None:
+                 array: str | None = None, dynamic_arrays: int = 16,
+                 exponential: ExponentialConfig | None = None,
+                 activation: ActivationConfig | None = None) -> None:
         self.bench = bench
+        self.exponential = exponential or ExponentialConfig()
+        self.activation = activation
+        self.unavailable = {} if activation else {"activation": GELU_CELLS_OFF}
+        self.exponential_cells: ExponentialArray | None = None
+        self.activation_cells: ActivationRow | None = None
         self.design = array or next(iter(bench.arrays))
         own = bench.arrays[self.design]
         self.stuck_fraction = float((own.stuck_low | own.stuck_high).mean())
@@ -480,6 +516,36 @@ class DirectChip:
     def fixed(self, n_in: int, n_cols: int, vectors: int,
               operation: str = "") -> np.ndarray:
         return self.current.fixed(n_in, n_cols, vectors, operation)
+
+    def exponentials(self, shifted: np.ndarray, operation: str = "") -> np.ndarray:
+        """``exp`` of shifted scores (each ≤ 0), each one exponential cell's
+        calibrated current."""
+        if self.exponential_cells is None:
+            _, mac, chain, _ = self._settings
+            self.exponential_cells = ExponentialArray(
+                self.bench, self.exponential, chain, self.ledger, mac.nplc,
+                self.stuck_fraction)
+        return self.exponential_cells.exponentials(shifted)
+
+    def gelu(self, h: np.ndarray, operation: str = "") -> np.ndarray:
+        """GELU of every element, each the sum of a row of activation cells'
+        calibrated currents."""
+        if self.activation is None:
+            raise ValueError(f"activation cells: {GELU_CELLS_OFF}")
+        if self.activation_cells is None:
+            write, mac, chain, _ = self._settings
+            # generators of their own: the other cells' draws stay as they were
+            pulses = np.random.default_rng([self.bench.seed, 0xAC7, 3])
+
+            def program(cells: CellArray, targets_s: np.ndarray) -> Programmed:
+                row = DirectArray(self.bench, cells, "activation", write, mac, None,
+                                  self.ledger, stream=0xAC7, switching_rng=pulses)
+                return row.program(targets_s, "activation")
+
+            self.activation_cells = ActivationRow(
+                self.bench, self.activation, program, chain, self.ledger, mac.nplc,
+                self.stuck_fraction)
+        return self.activation_cells.gelu(h)
 
     def wear(self) -> dict[str, Wear]:
         """Wear of the weight arrays and of the run-time operand pool."""

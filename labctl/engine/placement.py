@@ -21,18 +21,31 @@ On the chip:
   operands go into ordinary analog cells by write-verify (a volatile cell
   decays with a 20 ms time constant, far less than a tile's write-verify
   takes on this station); every pulse counts toward the cells' wear.
-* **softmax and activation**: the device model's exponential cells carry
-  ``V0 · (exp(V / V0) − 1)`` and its activation cells rectify, but no cell of
-  the demo chip is formed in either mode and a rectifier is not the model's
-  GELU, so the exponentials and the GELU run on the host whatever the
-  placement asks; :meth:`Placement.table` says so. The softmax's
-  normalization is on the host in every case.
+* **softmax exponentials** (exponential cells): on a chip that has them
+  (bench-direct, :class:`labctl.engine.direct.DirectChip`), each score,
+  shifted on the host so that its row's largest is 0, is encoded as a read
+  voltage across an exponential cell and its exponential is the cell's
+  calibrated current (:mod:`labctl.engine.operators`). The instruments'
+  demo chip has no cell formed as an exponential cell, so there the
+  exponentials run on the host. The normalization (each exponential over
+  its row's sum) is on the host in every case.
+* **activation**: an activation cell rectifies, and the model's GELU is not
+  a rectifier (it dips to −0.17 near −0.75; a ReLU in its place ruins the
+  embeddings). A bench-direct chip given an
+  :class:`~labctl.engine.operators.ActivationConfig` sums a row of
+  activation cells with offset knees into a fitted GELU
+  (:class:`~labctl.engine.operators.ActivationRow`); every other chip, and
+  a bench-direct one by default, leaves the GELU on the host.
+
+:meth:`ChipOperations.table` says where each operation ran and why an
+operation asked for on the chip ran on the host.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -42,11 +55,24 @@ from labctl.engine.mapping import DifferentialMapping
 CHIP = "chip"
 HOST_PLACE = "host"
 
-UNAVAILABLE = {
-    "softmax": "no cells of the chip are formed as exponential cells",
-    "activation": "the activation cells rectify; the model's GELU is not a rectifier",
-}
-"""Operations the chip cannot run as the model needs, and why."""
+GELU_NOT_RECTIFIER = (
+    "an activation cell rectifies (G·V forward, G·V/1000 reverse, its knee at "
+    "0 V); the model's GELU dips to -0.17 near -0.75, which no one cell's "
+    "monotone I-V follows, and no cell of this chip is formed as an "
+    "activation cell")
+"""Why the GELU runs on the host on a chip without activation cells."""
+
+GELU_CELLS_OFF = (
+    "an activation cell rectifies and the model's GELU is not a rectifier; a "
+    "sum of activation cells with offset knees approximates it, off unless "
+    "asked for (labctl infer --gelu-cells)")
+"""Why the GELU runs on the host of a bench-direct chip by default."""
+
+UNAVAILABLE = {"activation": GELU_NOT_RECTIFIER}
+"""Operations no chip runs as the model needs unless it says, and why."""
+
+NO_EXPONENTIAL_CELLS = "no cell of this chip is formed as an exponential cell"
+"""Why the softmax's exponentials run on the host on a chip without them."""
 
 DENSE_KIND = {
     "query": "projections", "key": "projections", "value": "projections",
@@ -99,7 +125,9 @@ class Placement:
     def preset(cls, name: str) -> Placement:
         """A named placement: ``all`` (everything the chip can), ``static``
         (every weight matrix on the chip, the rest on the host),
-        ``projections`` (the q, k, v projections only) or ``host``."""
+        ``projections`` (the q, k, v projections only), ``dynamic`` (what
+        attention computes at run time: the scores, the softmax's
+        exponentials and the context) or ``host``."""
         host = {f.name: HOST_PLACE for f in fields(cls)}
         if name == "all":
             return cls()
@@ -108,9 +136,12 @@ class Placement:
                           "biases": CHIP})
         if name == "projections":
             return cls(**{**host, "projections": CHIP})
+        if name == "dynamic":
+            return cls(**{**host, "scores": CHIP, "softmax": CHIP, "context": CHIP})
         if name == "host":
             return cls(**host)
-        raise ValueError(f"placement {name!r}: give all, static, projections or host")
+        raise ValueError(f"placement {name!r}: give all, static, projections, "
+                         "dynamic or host")
 
     def with_changes(self, changes: dict[str, str]) -> Placement:
         """This placement with some operations moved (``{"softmax": "host"}``)."""
@@ -121,12 +152,23 @@ class Placement:
                              f"{', '.join(sorted(known))}")
         return replace(self, **changes)
 
-    def runs_on_chip(self, operation: str) -> bool:
-        """Whether ``operation`` runs on the chip (asked for, and possible)."""
-        return getattr(self, operation) == CHIP and operation not in UNAVAILABLE
+    def runs_on_chip(self, operation: str,
+                     unavailable: Mapping[str, str] | None = None) -> bool:
+        """Whether ``operation`` runs on the chip (asked for, and possible).
 
-    def table(self) -> dict[str, str]:
-        """Where each operation ran, in words, with the reason of any fallback."""
+        ``unavailable`` names what the chip cannot run and why
+        (:data:`UNAVAILABLE` when not given).
+        """
+        unavailable = UNAVAILABLE if unavailable is None else unavailable
+        return getattr(self, operation) == CHIP and operation not in unavailable
+
+    def table(self, unavailable: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Where each operation ran, in words, with the reason of any fallback.
+
+        ``unavailable`` is as for :meth:`runs_on_chip`; a chip's own is
+        :meth:`ChipOperations.table`.
+        """
+        unavailable = UNAVAILABLE if unavailable is None else unavailable
         words = {
             "projections": "q, k, v projections",
             "scores": "scores q·kᵀ",
@@ -142,14 +184,18 @@ class Placement:
             "scores": "dynamic MAC, operands written at run time",
             "context": "dynamic MAC, operands written at run time",
             "biases": "extra rows, input fixed at 1",
+            "softmax": "exponential cells, one cell's current per score; "
+                       "normalized on the host",
+            "activation": "activation cells, rectifiers with offset knees fitted "
+                          "to GELU, their currents summed on the host",
         }
         out = {}
         for f in fields(self):
             name = f.name
-            if self.runs_on_chip(name):
+            if self.runs_on_chip(name, unavailable):
                 out[words[name]] = f"chip ({how[name]})"
             elif getattr(self, name) == CHIP:
-                out[words[name]] = f"host ({UNAVAILABLE[name]})"
+                out[words[name]] = f"host ({unavailable[name]})"
             else:
                 out[words[name]] = "host"
         out["softmax normalization, residuals, LayerNorms, pooling"] = "host"
@@ -157,10 +203,16 @@ class Placement:
 
 
 class Chip(Protocol):
-    """An array that tiles are programmed into and multiplied on."""
+    """An array that tiles are programmed into and multiplied on.
+
+    ``unavailable`` names the operations this chip cannot run and why; a
+    chip that runs the softmax's exponentials and the GELU has the methods
+    of :class:`OperatorChip`.
+    """
 
     tile_rows: int
     tile_cols: int
+    unavailable: Mapping[str, str]
 
     def program(self, targets_s: np.ndarray, operation: str) -> None:
         """Write-verify a tile of targets into the array's top-left block."""
@@ -173,6 +225,19 @@ class Chip(Protocol):
     def fixed(self, n_in: int, n_cols: int, vectors: int,
               operation: str) -> np.ndarray:
         """The same with every input fixed at 1, one reading per vector."""
+        ...
+
+
+class OperatorChip(Chip, Protocol):
+    """A chip with operator cells: exponential cells, activation cells."""
+
+    def exponentials(self, shifted: np.ndarray, operation: str) -> np.ndarray:
+        """``exp`` of scores shifted so that each row's largest is 0, each the
+        calibrated current of one exponential cell."""
+        ...
+
+    def gelu(self, h: np.ndarray, operation: str) -> np.ndarray:
+        """GELU of every element, from activation cells' currents."""
         ...
 
 
@@ -193,31 +258,44 @@ class ChipOperations:
         self.placement = placement
         self.mapping = mapping or MappingConfig()
         self.tiles = 0
+        self.unavailable = dict(chip.unavailable)
+
+    def runs_on_chip(self, operation: str) -> bool:
+        """Whether ``operation`` runs on this chip (asked for, and possible)."""
+        return self.placement.runs_on_chip(operation, self.unavailable)
+
+    def table(self) -> dict[str, str]:
+        """Where each operation ran on this chip, with the reason of any fallback."""
+        return self.placement.table(self.unavailable)
 
     def linear(self, x: np.ndarray, dense: Linear) -> np.ndarray:
         kind = DENSE_KIND[dense.name.rpartition(".")[2]]
-        if not self.placement.runs_on_chip(kind):
+        if not self.runs_on_chip(kind):
             return HOST.linear(x, dense)
-        on_chip_bias = self.placement.runs_on_chip("biases")
+        on_chip_bias = self.runs_on_chip("biases")
         y = self.matmul(x, dense.weight, dense.name,
                         dense.bias if on_chip_bias else None)
         return y if on_chip_bias else y + dense.bias
 
     def scores(self, q: np.ndarray, k: np.ndarray, where: str) -> np.ndarray:
-        if not self.placement.runs_on_chip("scores"):
+        if not self.runs_on_chip("scores"):
             return HOST.scores(q, k, where)
         return self.matmul(q, k, "scores")  # keys written as the weights
 
     def exponentials(self, shifted: np.ndarray, where: str) -> np.ndarray:
-        return HOST.exponentials(shifted, where)
+        if not self.runs_on_chip("softmax"):
+            return HOST.exponentials(shifted, where)
+        return cast(OperatorChip, self.chip).exponentials(shifted, "softmax")
 
     def context(self, probs: np.ndarray, v: np.ndarray, where: str) -> np.ndarray:
-        if not self.placement.runs_on_chip("context"):
+        if not self.runs_on_chip("context"):
             return HOST.context(probs, v, where)
         return self.matmul(probs, v.T, "context")  # values written as the weights
 
     def gelu(self, h: np.ndarray, where: str) -> np.ndarray:
-        return HOST.gelu(h, where)
+        if not self.runs_on_chip("activation"):
+            return HOST.gelu(h, where)
+        return cast(OperatorChip, self.chip).gelu(h, "activation")
 
     def matmul(self, x: np.ndarray, w: np.ndarray, operation: str,
                bias: np.ndarray | None = None) -> np.ndarray:

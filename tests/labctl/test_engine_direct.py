@@ -8,6 +8,7 @@ import pytest
 from labctl.engine.chips import RigChip
 from labctl.engine.direct import DirectArray, DirectChip
 from labctl.engine.mac import MacConfig
+from labctl.engine.operators import ActivationConfig
 from labctl.engine.placement import ChipOperations, Placement
 from labctl.engine.writeverify import WriteVerifyConfig
 from labctl.infer import scratch_station
@@ -98,3 +99,20 @@ def test_a_matrix_with_its_bias_multiplies_on_either_path(tmp_path, kind):
     cos = np.sum(y * want, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() > 0.995
     assert chip.ledger.macs == 5 * 20 * 6 + 5 * 6
+
+
+def test_operator_cells_leave_the_other_cells_draws_as_they_were():
+    rng = np.random.default_rng(4)
+    w, x = rng.normal(0, 0.1, (8, 24)), rng.normal(size=(3, 24))
+    outputs = []
+    for with_operators in (False, True):
+        chip = DirectChip(Bench.from_file(DEMO_BENCH), WriteVerifyConfig(),
+                          MacConfig(), dynamic_arrays=1,
+                          activation=ActivationConfig(knots=4))
+        ops = ChipOperations(chip, Placement())
+        if with_operators:
+            ops.exponentials(np.array([[0.0, -1.0]]), "test")
+            ops.gelu(np.array([[0.5, -0.5]]), "test")
+        outputs.append(ops.matmul(x, w, "test"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert chip.ledger.exponential.values == 2 and chip.ledger.activation.values == 2

@@ -7,14 +7,16 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app
+from labctl.engine.operators import ActivationConfig
 from labctl.engine.placement import CHIP, Placement
 from labctl.extract import WHEEL_NAME, cached_wheel, fetch, load_model
 from labctl.infer import InferConfig, infer
 from labctl.workload import load_extract
 
-# The operations written at run time, on the chip; the rest on the host: a
-# layer small enough for the default suite.
-RUN_TIME = Placement.preset("host").with_changes({"scores": CHIP, "context": CHIP})
+# What attention computes at run time on the chip (scores and context written
+# into cells, the exponentials read from exponential cells); the rest on the
+# host: a layer small enough for the default suite.
+RUN_TIME = Placement.preset("dynamic")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def test_one_layer_of_run_time_operands_on_the_chip_follows_float64(three):
     assert three.embedding_cosine_min > 0.99
     assert three.spearman is not None and three.spearman > 0.9
     assert three.placement["scores q·kᵀ"].startswith("chip")
+    assert three.placement["softmax exponentials"].startswith("chip (exponential")
     assert three.placement["q, k, v projections"] == "host"
     assert three.ledger.cells_by_operation["scores"] > 0
     assert "bench-direct" in three.path_text
@@ -73,11 +76,31 @@ def test_energy_and_counts_scale_with_the_work(one, three):
                  "GPU, same MACs"):
         grown = three.energy()[name] / one.energy()[name]
         assert grown == pytest.approx(ratio, rel=0.2)
+    # one exponential read from a cell per score: n² per head and sentence
+    assert one.ledger.exponential.values == 12 * tokens[0] ** 2
+    assert three.ledger.exponential.values == sum(12 * n * n for n in tokens)
+    for name in ("softmax exponentials, bench integration times",
+                 "softmax exponentials, read chain conversion time"):
+        assert three.energy()[name] / one.energy()[name] == pytest.approx(3, rel=0.2)
+    setup = "exponential cells' forming, ranging and calibration (once)"
+    assert three.energy()[setup] == one.energy()[setup] > 0
     cells = three.ledger.cells_programmed / one.ledger.cells_programmed
     assert cells == pytest.approx(3, rel=0.01)
     assert three.energy()["programming pulses"] / one.energy()["programming pulses"] \
         == pytest.approx(cells, rel=0.35)
     assert three.predicted_bench_s > 2 * one.predicted_bench_s
+
+
+def test_the_gelu_runs_on_activation_cells_when_asked(model):
+    placement = Placement.preset("host").with_changes({"activation": CHIP})
+    off = run(model, 3, placement=placement)
+    assert off.placement["FFN activation (GELU)"].startswith("host (an activation")
+    assert off.ledger.activation.values == 0
+    on = run(model, 3, placement=placement, activation=ActivationConfig())
+    assert on.placement["FFN activation (GELU)"].startswith("chip (activation")
+    assert on.ledger.activation.values == 3 * 11 * 1536
+    assert 0.999 < on.layers[0].hidden_cosine_mean < 1.0
+    assert on.energy()["GELU, bench integration times"] > 0
 
 
 def test_wear_is_counted_on_the_operand_pool(three):
