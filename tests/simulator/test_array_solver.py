@@ -8,14 +8,18 @@ import yaml
 from scipy.optimize import brentq
 
 from labctl.station import ConfigError, load_chip
+from simulator import array_solver
 from simulator.array_solver import (
     BOTH,
     END,
+    FEW_VECTORS,
     FLOATING,
     START,
     ArrayCircuit,
     ConvergenceError,
     SinhCells,
+    _line_iteration,
+    _TiledArray,
 )
 from simulator.bench import Bench
 from simulator.circuit import LEAK_S, cell_voltages, solve, solve_lines
@@ -181,19 +185,140 @@ def test_the_read_operator_gives_the_solved_column_currents(size):
 
 
 def test_the_row_sweep_serves_columns_sensed_at_their_last_row():
+    # Ideal row wires: not a case for the tiles, one for the sweep.
     rng = np.random.default_rng(7)
     g = rng.uniform(10e-6, 100e-6, (6, 5))
     circuit = ArrayCircuit(
-        6, 5, r_row_ohm=2.0, r_col_ohm=3.0, source_ohm=1.0, sense_ohm=4.0,
+        6, 5, r_row_ohm=0.0, r_col_ohm=3.0, source_ohm=1.0, sense_ohm=4.0,
         row_ends=[START, END, BOTH, FLOATING, START, START],
         col_ends=[END, END, FLOATING, END, END],
     )  # fmt: skip
-    assert circuit._sweepable()
+    assert circuit._sweepable() and not circuit.resistive
     row_v = rng.uniform(-1.0, 1.0, (3, 6))
     expected = dense_reference(circuit, g, row_v[1], np.zeros(5))[3]
     currents_a = circuit.read_operator(g).column_currents(row_v)
     assert_close(currents_a[1], expected, rel=1e-9)
     assert currents_a[1][2] == 0.0  # a floating column delivers nothing
+
+
+# One read from scratch: conjugate gradients for a few vectors, tiles for more.
+
+
+def resistive_case(rng, rows, cols, floating=True):
+    """A random array with every segment and end resistive.
+
+    With ``floating`` each line's ends are drawn from all four kinds, the
+    first row and the last column driven; otherwise every line is driven at
+    its start, its end or both.
+    """
+    low = FLOATING if floating else START
+    row_ends = rng.integers(low, BOTH + 1, rows)
+    col_ends = rng.integers(low, BOTH + 1, cols)
+    row_ends[0] = max(row_ends[0], START)
+    col_ends[-1] = max(col_ends[-1], START)
+    ohm = rng.uniform(0.5, 50.0, 4)
+    circuit = ArrayCircuit(
+        rows, cols, r_row_ohm=ohm[0], r_col_ohm=ohm[1], source_ohm=ohm[2],
+        sense_ohm=ohm[3], row_ends=row_ends, col_ends=col_ends,
+    )  # fmt: skip
+    return circuit, rng.uniform(10e-6, 100e-6, (rows, cols))
+
+
+def reference_currents(circuit, g, row_v, col_v):
+    """Row and column currents ``(B, R)``, ``(B, C)`` of the dense reference."""
+    solved = [
+        dense_reference(circuit, g, r, c) for r, c in zip(row_v, col_v, strict=True)
+    ]
+    return np.array([s[2] for s in solved]), np.array([s[3] for s in solved])
+
+
+SHAPES = [(1, 1), (1, 7), (7, 1), (2, 9), (5, 4), (8, 8), (11, 6)]
+
+
+@pytest.mark.parametrize("size", SHAPES)
+def test_conjugate_gradients_match_the_dense_reference(size):
+    rng = np.random.default_rng([*size, 1])
+    for _ in range(4):
+        circuit, g = resistive_case(rng, *size, floating=False)
+        row_v = rng.uniform(-1.0, 1.0, (3, size[0]))
+        col_v = rng.uniform(-1.0, 1.0, (3, size[1]))
+        col_a = _line_iteration(circuit, g, row_v, col_v)
+        assert col_a is not None
+        assert_close(col_a, reference_currents(circuit, g, row_v, col_v)[1], 1e-9)
+
+
+@pytest.mark.parametrize("size", SHAPES)
+@pytest.mark.parametrize("floating", [True, False])
+def test_tiles_match_the_dense_reference(size, floating):
+    rng = np.random.default_rng([*size, floating, 2])
+    for _ in range(4):
+        circuit, g = resistive_case(rng, *size, floating=floating)
+        row_v = rng.uniform(-1.0, 1.0, (3, size[0]))
+        col_v = rng.uniform(-1.0, 1.0, (3, size[1]))
+        row_a, col_a = _TiledArray(circuit, g).currents(row_v, col_v)
+        expected_row_a, expected_col_a = reference_currents(circuit, g, row_v, col_v)
+        assert_close(col_a, expected_col_a, 1e-9)
+        assert_close(row_a, expected_row_a, 1e-9)
+
+
+@pytest.mark.parametrize("skeleton_lines", [2, 8, 1000])
+def test_tiles_agree_whichever_depth_the_skeleton_starts(monkeypatch, skeleton_lines):
+    # From many small skeleton tiles to none (the stacks reach the array).
+    monkeypatch.setattr(array_solver, "SKELETON_LINES", skeleton_lines)
+    rng = np.random.default_rng(skeleton_lines)
+    circuit, g = resistive_case(rng, 13, 21)
+    row_v = rng.uniform(-1.0, 1.0, (2, 13))
+    col_v = rng.uniform(-1.0, 1.0, (2, 21))
+    tiled = _TiledArray(circuit, g)
+    assert (tiled.top > 0) == (skeleton_lines < 1000)
+    col_a = tiled.currents(row_v, col_v)[1]
+    assert_close(col_a, reference_currents(circuit, g, row_v, col_v)[1], 1e-9)
+
+
+@pytest.mark.parametrize("vectors", [1, 3, FEW_VECTORS, 2 * FEW_VECTORS])
+@pytest.mark.parametrize("floating", [True, False])
+def test_column_currents_are_the_solved_ones_for_any_batch(vectors, floating):
+    rng = np.random.default_rng([vectors, floating])
+    for _ in range(3):
+        circuit, g = resistive_case(rng, 9, 7, floating=floating)
+        row_v = rng.uniform(-1.0, 1.0, (vectors, 9))
+        col_v = rng.uniform(-1.0, 1.0, (vectors, 7))
+        expected = circuit.solve(g, row_v, col_v).col_current_a
+        assert_close(circuit.column_currents(g, row_v, col_v), expected, 1e-9)
+        one = circuit.column_currents(g, row_v[0], col_v[0])
+        assert one.shape == (7,)
+        assert_close(one, expected[0], 1e-9)
+
+
+def test_column_currents_of_other_circuits_are_solved():
+    rng = np.random.default_rng(14)
+    for circuit, g in (random_case(rng, 6, 5, resistive=False) for _ in range(8)):
+        row_v = rng.uniform(-1.0, 1.0, (2, 6))
+        expected = circuit.solve(g, row_v).col_current_a
+        assert_close(circuit.column_currents(g, row_v), expected, 1e-12)
+
+
+def test_a_floating_line_or_a_stalled_iteration_leaves_the_read_to_the_tiles(
+    monkeypatch,
+):
+    rng = np.random.default_rng(15)
+    circuit, g = resistive_case(rng, 6, 6, floating=False)
+    row_v = rng.uniform(0.0, 0.2, 6)
+    expected = circuit.solve(g, row_v).col_current_a
+    monkeypatch.setattr(array_solver, "CG_ITERATIONS", 0)
+    assert _line_iteration(circuit, g, row_v[None], np.zeros((1, 6))) is None
+    assert_close(circuit.column_currents(g, row_v), expected, 1e-9)
+
+    def unused(*args):
+        raise AssertionError("a floating line is not for conjugate gradients")
+
+    monkeypatch.setattr(array_solver, "_line_iteration", unused)
+    floating = ArrayCircuit(
+        6, 6, r_row_ohm=2.0, r_col_ohm=2.0, source_ohm=2.0, sense_ohm=2.0,
+        col_ends=[END, END, FLOATING, END, END, END],
+    )  # fmt: skip
+    expected = floating.solve(g, row_v).col_current_a
+    assert_close(floating.column_currents(g, row_v), expected, 1e-9)
 
 
 def test_ideal_wires_with_every_line_driven_give_v_times_g():
