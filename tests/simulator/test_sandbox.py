@@ -173,3 +173,38 @@ def test_a_message_longer_than_the_input_buffer_is_refused(smu):
     assert [code for code, _ in queued(smu)] == [INPUT_OVERRUN]
     assert ask(smu, "print(big)") == ["nil"]
     serving(smu)
+
+
+# The long run: every way out, by every path to a name.
+
+FORBIDDEN = ("io", "os", "require", "load", "loadstring", "dofile", "loadfile",
+             "debug", "package", "getmetatable", "setmetatable", "collectgarbage",
+             "coroutine", "rawget", "rawset", "rawequal", "python", "_smu")
+REACHES = ("{name}", "_G.{name}", "_G['{name}']", "_G[('{name}'):lower()]",
+           "_ENV and _ENV.{name}", "smua.{name}", "node[2].{name}",
+           "string.{name}", "math.{name}", "table.{name}", "(_G or {{}}).{name}")
+
+
+@pytest.mark.slow
+def test_every_path_to_a_forbidden_name_finds_nothing_and_bombs_are_stopped():
+    smu = Bench.from_file(DEMO).resource("GPIB0::26::INSTR")
+    attempts = 0
+    for name in FORBIDDEN:
+        for reach in REACHES:
+            found = reach.format(name=name)
+            ask(smu, f"probe = nil probe = {found}")
+            queued(smu)  # an error or none: either way it must find nothing
+            assert ask(smu, "print(probe == nil)") == ["true"], found
+            attempts += 1
+    for script, _ in ESCAPES:
+        assert ask(smu, script) == []
+        assert [code for code, _ in queued(smu)] == [RUNTIME_ERROR], script
+        attempts += 1
+    bombs = 0
+    for script, _ in BOMBS:
+        assert ask(smu, script) == []
+        assert [code for code, _ in queued(smu)] == [RUNTIME_ERROR], script
+        bombs += 1
+    serving(smu)
+    print(f"Lua sandbox: {attempts} escape attempts found nothing, {bombs} memory "
+          "and instruction bombs stopped; the instrument served after each")
