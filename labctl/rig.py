@@ -291,11 +291,12 @@ class Rig:
             self._onboard_loaded.add(master)
         reply = driver.ask(call)
         outcomes, final = onboard.parse_reply(reply, len(cells))
-        # What the program left: the drive and bias at 0 V (the drive on, from
-        # its last read), the lines on the buses it reports.
+        # What the program left: the drive and bias at 0 V, the drive on if
+        # it read a cell, the lines on the buses it reports.
         for channel in (drive, bias):
             self.guard.state(channel).level_v = 0.0
-        self.guard.state(drive).on = True
+        if any(c.reading_s is None for c in cells) or any(o.rounds for o in outcomes):
+            self.guard.state(drive).on = True  # a verify read turned it on
         mine = {xp for xps in crosspoints for xp in xps}
         self.guard.closed.difference_update(mine)
         self.guard.closed.update(crosspoints[line][bus - 1]
