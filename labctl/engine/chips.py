@@ -60,6 +60,7 @@ class Ledger:
     verify_reads: int = 0
     mac_rounds: int = 0  # bit-plane readings of a column group
     calibration_rounds: int = 0  # readings of calibration patterns
+    recalibrations: int = 0  # reference patterns read again after drift
     half_select_exposed: int = 0  # cells with a threshold under half a pulse
     mac_vectors: int = 0
     macs: int = 0  # multiply-accumulates done in the analog domain

@@ -140,6 +140,8 @@ class DirectArray:
         self.verified_s = np.full(cells.shape, np.nan)
         self.learned_gain = np.full((2, *cells.shape), np.nan)
         self._tile_count = 0
+        self._tile_targets_s = np.zeros((0, 0))
+        self._calibrated_at_s = 0.0
         self.drift_s = drift_s
         preset = bench.preset
         self._mac_iv = (float(current_per_siemens(preset, mac.read_voltage_v)),
@@ -305,6 +307,11 @@ class DirectArray:
 
     def _after_programming(self, targets_s: np.ndarray) -> None:
         self._tile_count += 1
+        self._tile_targets_s = targets_s
+        self._calibrate(targets_s)
+
+    def _calibrate(self, targets_s: np.ndarray) -> None:
+        """Read the reference patterns and fit the columns to them."""
         self.calibration = None
         if self.chain is None:
             return
@@ -318,6 +325,17 @@ class DirectArray:
         self.ledger.calibration_rounds += len(patterns) * -(-n_cols // SENSE_CHANNELS)
         expected = expected_currents(patterns, targets_s, v)
         self.calibration = ColumnCalibration.fit(measured, expected)
+        self._calibrated_at_s = self.cells.time_s
+
+    def _recalibrate_if_due(self) -> None:
+        """Drift compensation: read the reference patterns again when the
+        tile has aged ``recalibrate_after_s`` since they were last read."""
+        if self.calibration is None or self.chain is None:
+            return
+        aged_s = self.cells.time_s - self._calibrated_at_s
+        if aged_s >= self.chain.config.recalibrate_after_s:
+            self.ledger.recalibrations += 1
+            self._calibrate(self._tile_targets_s)
 
     # multiplying ---------------------------------------------------------------
 
@@ -327,6 +345,7 @@ class DirectArray:
         The bit-serial MAC of :class:`labctl.engine.mac.AnalogMac`, each input
         quantized per vector to ``bits`` magnitude bits and a sign.
         """
+        self._recalibrate_if_due()
         bits = self.mac.bits
         levels = 2**bits - 1
         scale = np.max(np.abs(x), axis=1)
@@ -344,6 +363,7 @@ class DirectArray:
     def fixed(self, n_in: int, n_cols: int, vectors: int,
               operation: str = "") -> np.ndarray:
         """Σ_i (G⁺ − G⁻)_ij of inputs fixed at 1, read once per vector, siemens."""
+        self._recalibrate_if_due()
         ones = np.ones((vectors, 1, n_in))
         acc = self._plane_readings(ones, n_cols)[:, 0] / self.mac.read_voltage_v
         self._count_mac(vectors, vectors, n_in, n_cols, operation)

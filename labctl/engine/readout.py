@@ -47,6 +47,10 @@ class ReadChainConfig:
         Measure a per-column gain and offset fit after programming each tile.
     calibration_patterns : int
         Reference input patterns measured for the fit.
+    recalibrate_after_s : float
+        Drift compensation: the reference patterns are read again, and the
+        fit made anew, before a tile is read once its cells have aged this
+        long (bench time, s) since the last fit (``inf``: never).
     seed : int
         Seed of the columns' gains and offsets and the patterns.
     """
@@ -58,6 +62,7 @@ class ReadChainConfig:
     conversion_s: float = 100e-9
     calibrate: bool = True
     calibration_patterns: int = 24
+    recalibrate_after_s: float = 3600.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,6 +72,9 @@ class ReadChainConfig:
             raise ValueError(f"headroom: {self.headroom} must be > 0")
         if self.calibrate and self.calibration_patterns < 3:
             raise ValueError("calibration_patterns: the fit needs at least 3")
+        if not self.recalibrate_after_s > 0:
+            raise ValueError(f"recalibrate_after_s: {self.recalibrate_after_s} must "
+                             "be > 0")
 
 
 class ReadChain:

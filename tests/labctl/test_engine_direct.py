@@ -116,3 +116,39 @@ def test_operator_cells_leave_the_other_cells_draws_as_they_were():
         outputs.append(ops.matmul(x, w, "test"))
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert chip.ledger.exponential.values == 2 and chip.ledger.activation.values == 2
+
+
+@pytest.mark.parametrize("recalibrate_after_s", [3600.0, float("inf")])
+def test_reference_reads_after_drift_keep_the_products(recalibrate_after_s):
+    # A tile programmed, calibrated, then left for 10^7 s: its cells relax.
+    # Read again with the fit of the day it was programmed, the products are
+    # off; with the reference patterns read again first, they are not.
+    from labctl.engine.readout import ReadChainConfig
+
+    bench = Bench.from_file(DEMO_BENCH)
+    chain = ReadChainConfig(recalibrate_after_s=recalibrate_after_s)
+    array = DirectArray.on_bench(bench, "A0", WriteVerifyConfig(), MacConfig(), chain)
+    rng = np.random.default_rng(4)
+    w = rng.uniform(-1.0, 1.0, (32, 8))
+    g_low, g_high = 15e-6, 85e-6
+    targets = np.empty((64, 8))
+    targets[0::2] = g_low + (g_high - g_low) * np.clip(w, 0, None)
+    targets[1::2] = g_low + (g_high - g_low) * np.clip(-w, 0, None)
+    array.program(targets)
+    x = rng.uniform(-1.0, 1.0, (40, 32))
+    exact = x @ (targets[0::2] - targets[1::2])
+
+    def error():
+        got = array.multiply(x, 8)
+        return float(np.abs(got - exact).max() / np.abs(exact).max())
+
+    fresh = error()
+    cells = bench.arrays["A0"]
+    cells.age_to(cells.time_s + 1e7)
+    rested = error()
+    if recalibrate_after_s == float("inf"):
+        assert array.ledger.recalibrations == 0
+        assert rested > 5 * fresh
+    else:
+        assert array.ledger.recalibrations == 1
+        assert rested < 2 * fresh + 0.01
