@@ -443,6 +443,20 @@ def runs_start(
         raise typer.Exit(1)
 
 
+@contextmanager
+def _model_errors() -> Iterator[None]:
+    """A model that cannot be read or an option it refuses: one line, exit 2."""
+    try:
+        yield
+    except ImportError as exc:
+        _error("error", f"{exc.name or exc}: reading the model needs the extract "
+               "extra (pip install -e '.[extract]')")
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        _error("error", str(exc))
+        raise typer.Exit(2) from None
+
+
 def _station_of(run: storage.Run) -> Path:
     used = run.station_snapshot.get("path")
     return Path(used) if used and Path(used).is_file() else DEFAULT_STATION
@@ -742,7 +756,7 @@ def infer(
     from labctl.infer import InferConfig
     from labctl.infer import infer as run_infer
 
-    try:
+    with _model_errors():
         chosen = Placement.preset(placement).with_changes(
             dict.fromkeys(on_host or [], HOST_PLACE))
         texts = None
@@ -759,13 +773,6 @@ def infer(
             tolerance=tolerance, bench_file=bench_file,
             activation=ActivationConfig() if gelu_cells else None)
         report = run_infer(config)
-    except ImportError as exc:
-        _error("error", f"{exc.name or exc}: reading the model needs the extract "
-               "extra (pip install -e '.[extract]')")
-        raise typer.Exit(2) from None
-    except (OSError, ValueError) as exc:
-        _error("error", str(exc))
-        raise typer.Exit(2) from None
     if as_json:
         say(json.dumps(_infer_json(report), indent=2))
     else:
@@ -860,16 +867,9 @@ def bench_fidelity(
     and drift, bench-direct: the table, and its plot as a PNG."""
     from labctl.fidelity import choose, describe, plot, sweep, write_csv
 
-    try:
+    with _model_errors():
         chosen = choose(sweeps, full)
         points = sweep(count, placement, chosen, on_point=lambda p: say(describe(p)))
-    except ImportError as exc:
-        _error("error", f"{exc.name or exc}: reading the model needs the extract "
-               "extra (pip install -e '.[extract]')")
-        raise typer.Exit(2) from None
-    except (OSError, ValueError) as exc:
-        _error("error", str(exc))
-        raise typer.Exit(2) from None
     table = Table(title=f"layer 0 fidelity against float64, {count} sentences, "
                   f"placement {placement}")
     for col in ("parameter", "value", "attention cosine (mean / min)",
