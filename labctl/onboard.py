@@ -30,11 +30,11 @@ NAME = "labctl_wv"
 """The global Lua function the program defines on the instrument."""
 
 # Kept free of "--" comments: it is sent as one message, lines joined by
-# spaces. Lines are numbered 1..R+C (rows first); a line's bus is 0 when it
+# spaces; and of the length operator, which the 2600B's Lua (5.0) lacks. Lines are numbered 1..R+C (rows first); a line's bus is 0 when it
 # floats, else 1 (drive), 2 (bias) or 3 (sense); xp[line][bus] is the
 # crosspoint joining them.
 WRITE_VERIFY = """
-function labctl_wv(drive, bias, sense, sw, xp, now, nrows, ncols, cells, cfg)
+function labctl_wv(drive, bias, sense, sw, xp, now, nrows, ncols, ncells, cells, cfg)
   local tol, margin, vset, vreset = cfg[1], cfg[2], cfg[3], cfg[4]
   local width, gap, vread, max_rounds = cfg[5], cfg[6], cfg[7], cfg[8]
   local max_train, gmin, gmax = cfg[9], cfg[10], cfg[11]
@@ -76,19 +76,23 @@ function labctl_wv(drive, bias, sense, sw, xp, now, nrows, ncols, cells, cfg)
   local function select(r, c)
     drive.source.levelv = 0
     bias.source.levelv = 0
-    local leave, join = {}, {}
+    local leave, join, nleave, njoin = {}, {}, 0, 0
     for line = 1, nrows + ncols do
       local want = 2
       if line == r + 1 then want = 1 elseif line == nrows + c + 1 then want = 3 end
       local was = now[line]
       if was ~= want then
-        if was ~= 0 then leave[#leave + 1] = xp[line][was] end
-        join[#join + 1] = xp[line][want]
+        if was ~= 0 then
+          nleave = nleave + 1
+          leave[nleave] = xp[line][was]
+        end
+        njoin = njoin + 1
+        join[njoin] = xp[line][want]
         now[line] = want
       end
     end
-    if #leave > 0 then sw.open(table.concat(leave, ",")) end
-    if #join > 0 then sw.close(table.concat(join, ",")) end
+    if nleave > 0 then sw.open(table.concat(leave, ",")) end
+    if njoin > 0 then sw.close(table.concat(join, ",")) end
   end
   local function read()
     bias.source.levelv = 0
@@ -105,7 +109,7 @@ function labctl_wv(drive, bias, sense, sw, xp, now, nrows, ncols, cells, cfg)
     return level
   end
   local out = {}
-  for k = 1, #cells, 8 do
+  for k = 1, 8 * ncells, 8 do
     local r, c, target, g = cells[k], cells[k + 1], cells[k + 2], cells[k + 3]
     local up = {thr = cfg[12], expo = cfg[14], gain = cfg[16], limit = vset}
     local down = {thr = cfg[13], expo = cfg[15], gain = cfg[17], limit = vreset}
@@ -142,8 +146,8 @@ function labctl_wv(drive, bias, sense, sw, xp, now, nrows, ncols, cells, cfg)
     if down.learned then dg = down.gain end
     local s = 0
     if stuck then s = 1 end
-    out[#out + 1] = string.format("%d %d %.10g %d %d %d %.10g %.10g",
-                                  r, c, g, count, rounds, s, ug, dg)
+    out[(k + 7) / 8] = string.format("%d %d %.10g %d %d %d %.10g %.10g",
+                                     r, c, g, count, rounds, s, ug, dg)
   end
   drive.source.levelv = 0
   bias.source.levelv = 0
@@ -231,7 +235,7 @@ def call_text(
         ]
     n_cols = len(crosspoints) - n_rows
     args = ", ".join([
-        *objects, xp, now, str(int(n_rows)), str(int(n_cols)),
+        *objects, xp, now, str(int(n_rows)), str(int(n_cols)), str(len(cells)),
         "{" + ",".join(flat) + "}",
         "{" + ",".join(_number(v) for v in config) + "}",
     ])

@@ -106,6 +106,7 @@ def test_a_station_without_a_tsp_link_drive_programs_over_the_bus(tmp_path):
 def test_the_program_is_one_message_without_comments():
     text = onboard.program_text()
     assert "\n" not in text and "--" not in text
+    assert "#" not in text  # no length operator: the 2600B's Lua is 5.0
     assert text.startswith(f"function {onboard.NAME}(")
 
 
