@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pymeasure.experiment import FloatParameter, Parameter
 
 from labctl.engine.writeverify import WriteVerify, WriteVerifyConfig
 from labctl.station import Station, resolve_library
@@ -114,6 +115,24 @@ class CellAccess(WriteVerify):
         """Let `seconds` pass with every level at 0 V (see :func:`wait_s`)."""
         self.idle()
         wait_s(self.rig, seconds)
+
+
+class CellCharacterization(LabProcedure):
+    """A characterization that reaches its cells through a :class:`CellAccess`:
+    the array, the read voltage, and the access made at startup."""
+
+    array = Parameter("Array", default="A0")
+    read_voltage = FloatParameter(
+        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
+    )
+    #: Relative tolerance of the access's write-verify; a parameter of the
+    #: characterizations that program cells to levels.
+    tolerance: float = 0.02
+
+    def startup(self) -> None:
+        self.access = CellAccess(
+            self.rig, self.array, self.read_voltage, tolerance=self.tolerance
+        )
 
 
 def simulated_bench(rig: Rig) -> Bench | None:

@@ -11,20 +11,18 @@ cycles travel in one bus message.
 from __future__ import annotations
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import FloatParameter, IntegerParameter
 
 from labctl.figures import endurance_figures
 from labctl.station import Station
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess, log_times
+from procedures.characterize import CellCharacterization, log_times
 
 
-class Endurance(LabProcedure):
+class Endurance(CellCharacterization):
     """SET/RESET cycling of one cell until its window closes."""
 
     NAME = "endurance"
 
-    array = Parameter("Array", default="A0")
     row = IntegerParameter("Row", minimum=0, maximum=4095, default=0)
     col = IntegerParameter("Column", minimum=0, maximum=4095, default=0)
     set_voltage = FloatParameter(
@@ -54,9 +52,6 @@ class Endurance(LabProcedure):
     batch = IntegerParameter(
         "Cycles per message", minimum=1, maximum=10000, default=100
     )
-    read_voltage = FloatParameter(
-        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
-    )
 
     DATA_COLUMNS = ["Cycle", "On (S)", "Off (S)", "Ratio"]
 
@@ -66,7 +61,7 @@ class Endurance(LabProcedure):
         self.check_cell(station, self.array, self.row, self.col)
 
     def startup(self) -> None:
-        self.access = CellAccess(self.rig, self.array, self.read_voltage)
+        super().startup()
         self.access.prepare()
 
     def execute(self) -> None:

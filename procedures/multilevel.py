@@ -10,20 +10,18 @@ times, all its reads lie above those of the level counted below it.
 from __future__ import annotations
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import FloatParameter, IntegerParameter
 
 from labctl.figures import multilevel_figures
 from labctl.station import Station
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess, block, level_map
+from procedures.characterize import CellCharacterization, block, level_map
 
 
-class Multilevel(LabProcedure):
+class Multilevel(CellCharacterization):
     """Distinguishable stable states: many levels written, read and read again."""
 
     NAME = "multilevel"
 
-    array = Parameter("Array", default="A0")
     first_row = IntegerParameter("First row", minimum=0, maximum=4095, default=0)
     levels = IntegerParameter("Levels", minimum=2, maximum=4096, default=32)
     g_low = FloatParameter(
@@ -39,9 +37,6 @@ class Multilevel(LabProcedure):
         "Reads per level and time", minimum=1, maximum=10000, default=8
     )
     hold = FloatParameter("Hold", units="s", minimum=0, maximum=1e8, default=1000.0)
-    read_voltage = FloatParameter(
-        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
-    )
 
     DATA_COLUMNS = [
         "Level",
@@ -57,11 +52,6 @@ class Multilevel(LabProcedure):
         self.check_levels(station, reads=("read_voltage",))
         self.require(self.g_low < self.g_high, "multilevel: g_low must be below g_high")
         self.cells = block(self, station, self.array, self.first_row, self.levels)
-
-    def startup(self) -> None:
-        self.access = CellAccess(
-            self.rig, self.array, self.read_voltage, tolerance=self.tolerance
-        )
 
     def execute(self) -> None:
         targets = np.linspace(self.g_low, self.g_high, self.levels).tolist()

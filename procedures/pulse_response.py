@@ -18,16 +18,14 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
 from labctl.figures import pulse_figures
 from labctl.station import Station
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess, parse_levels
+from procedures.characterize import CellCharacterization, parse_levels
 
 
-class PulseResponse(LabProcedure):
+class PulseResponse(CellCharacterization):
     """Potentiation and depression curves under identical pulses."""
 
     NAME = "pulse_response"
 
-    array = Parameter("Array", default="A0")
     row = IntegerParameter("Row", minimum=0, maximum=4095, default=0)
     col = IntegerParameter("Column", minimum=0, maximum=4095, default=0)
     set_voltages = Parameter("SET pulse levels, V, comma-separated", default="1.2")
@@ -37,9 +35,6 @@ class PulseResponse(LabProcedure):
     )
     pulses = IntegerParameter("Pulses per curve", minimum=1, maximum=10000, default=40)
     cycles = IntegerParameter("Cycles", minimum=1, maximum=1000, default=3)
-    read_voltage = FloatParameter(
-        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
-    )
 
     DATA_COLUMNS = ["Cycle", "Amplitude (V)", "Width (s)", "Pulse", "Conductance (S)"]
 
@@ -57,16 +52,11 @@ class PulseResponse(LabProcedure):
             self.check_level(
                 "pulse level", level, limits.max_voltage_v, "max_voltage_v"
             )
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, reads=("read_voltage",))
         self.check_cell(station, self.array, self.row, self.col)
 
     def startup(self) -> None:
-        self.access = CellAccess(self.rig, self.array, self.read_voltage)
+        super().startup()
         self.access.prepare()
         self.points: list[dict[str, float]] = []
 

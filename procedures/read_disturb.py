@@ -15,16 +15,14 @@ from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
 
 from labctl.figures import disturb_figures
 from labctl.station import Station
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess, level_map, parse_levels
+from procedures.characterize import CellCharacterization, level_map, parse_levels
 
 
-class ReadDisturb(LabProcedure):
+class ReadDisturb(CellCharacterization):
     """Drift of a written cell under repeated reads at several voltages."""
 
     NAME = "read_disturb"
 
-    array = Parameter("Array", default="A0")
     row = IntegerParameter("Row", minimum=0, maximum=4095, default=0)
     col = IntegerParameter("Column", minimum=0, maximum=4095, default=0)
     read_voltages = Parameter(
@@ -52,18 +50,8 @@ class ReadDisturb(LabProcedure):
         for level in self.levels:
             self.require(level > 0, "read_disturb: read levels must be > 0 V")
             self.check_level("read level", level, limits.max_voltage_v, "max_voltage_v")
-        self.check_level(
-            "read_voltage",
-            self.read_voltage,
-            limits.max_read_voltage_v,
-            "max_read_voltage_v",
-        )
+        self.check_levels(station, reads=("read_voltage",))
         self.check_cell(station, self.array, self.row, self.col)
-
-    def startup(self) -> None:
-        self.access = CellAccess(
-            self.rig, self.array, self.read_voltage, tolerance=self.tolerance
-        )
 
     def execute(self) -> None:
         access = self.access

@@ -11,20 +11,18 @@ so a 1e4 s test takes seconds.
 from __future__ import annotations
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import FloatParameter, IntegerParameter
 
 from labctl.figures import retention_figures
 from labctl.station import Station
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess, block, level_map, log_times
+from procedures.characterize import CellCharacterization, block, level_map, log_times
 
 
-class Retention(LabProcedure):
+class Retention(CellCharacterization):
     """Written levels read at times spread in log time."""
 
     NAME = "retention"
 
-    array = Parameter("Array", default="A0")
     first_row = IntegerParameter("First row", minimum=0, maximum=4095, default=0)
     levels = IntegerParameter("Levels", minimum=1, maximum=1024, default=4)
     cells_per_level = IntegerParameter(
@@ -46,9 +44,6 @@ class Retention(LabProcedure):
         "Last read after writing", units="s", minimum=1e-3, maximum=1e9, default=1e4
     )
     per_decade = IntegerParameter("Reads per decade", minimum=1, maximum=100, default=3)
-    read_voltage = FloatParameter(
-        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
-    )
 
     DATA_COLUMNS = [
         "Level",
@@ -69,11 +64,6 @@ class Retention(LabProcedure):
         )
         count = self.levels * self.cells_per_level
         self.cells = block(self, station, self.array, self.first_row, count)
-
-    def startup(self) -> None:
-        self.access = CellAccess(
-            self.rig, self.array, self.read_voltage, tolerance=self.tolerance
-        )
 
     def execute(self) -> None:
         targets = np.repeat(

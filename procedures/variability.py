@@ -9,21 +9,19 @@ spread of the on state over the cells is the device-to-device variation.
 from __future__ import annotations
 
 import numpy as np
-from pymeasure.experiment import FloatParameter, IntegerParameter, Parameter
+from pymeasure.experiment import FloatParameter, IntegerParameter
 
 from labctl.figures import variability_figures
 from labctl.station import Station
 from labctl.storage import CellRead
-from procedures.base import LabProcedure
-from procedures.characterize import CellAccess
+from procedures.characterize import CellCharacterization
 
 
-class Variability(LabProcedure):
+class Variability(CellCharacterization):
     """Map of SET and RESET conductances over a block of cells."""
 
     NAME = "variability"
 
-    array = Parameter("Array", default="A0")
     rows = IntegerParameter("Rows", minimum=1, maximum=4096, default=8)
     cols = IntegerParameter("Columns", minimum=1, maximum=4096, default=8)
     set_voltage = FloatParameter(
@@ -39,9 +37,6 @@ class Variability(LabProcedure):
     pulse_width = FloatParameter(
         "Pulse width", units="s", minimum=1e-7, maximum=1, default=10e-6
     )
-    read_voltage = FloatParameter(
-        "Read voltage", units="V", minimum=1e-3, maximum=210, default=0.1
-    )
 
     DATA_COLUMNS = ["Row", "Column", "On (S)", "Off (S)"]
 
@@ -51,7 +46,7 @@ class Variability(LabProcedure):
         self.check_cell(station, self.array, self.rows - 1, self.cols - 1)
 
     def startup(self) -> None:
-        self.access = CellAccess(self.rig, self.array, self.read_voltage)
+        super().startup()
         self.access.prepare()
 
     def execute(self) -> None:
