@@ -26,14 +26,10 @@ import argparse
 import os
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from labctl import storage
 from labctl.runner import COMMIT_INTERVAL_S
@@ -157,22 +153,6 @@ def measure(database: str, url: str, points: int, load_points: int) -> Figures:
         engine.dispose()
 
 
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A new database on the server, dropped after use."""
-    name = f"labctl_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(server_url).set(database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def run(points: int = POINTS, load_points: int = LOAD_POINTS,
         postgres_url: str | None = None) -> list[Figures]:
     """The figures on SQLite, then on PostgreSQL if a server URL is given."""
@@ -181,7 +161,7 @@ def run(points: int = POINTS, load_points: int = LOAD_POINTS,
         url = f"sqlite:///{Path(folder) / 'bench.sqlite'}"
         figures.append(measure("SQLite", url, points, load_points))
     if postgres_url:
-        with postgres_database(postgres_url) as url:
+        with storage.throwaway_database(postgres_url, "labctl_bench") as url:
             figures.append(measure("PostgreSQL", url, points, load_points))
     return figures
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+
+from labctl import storage
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("LABCTL_TEST_POSTGRES_URL")
@@ -41,17 +40,8 @@ def postgres_database() -> Iterator[str]:
     """A new database on the test server, dropped after use."""
     if not POSTGRES_URL:
         pytest.skip(NO_POSTGRES)
-    name = f"labctl_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with storage.throwaway_database(POSTGRES_URL, "labctl_test") as url:
+        yield url
 
 
 @pytest.fixture
