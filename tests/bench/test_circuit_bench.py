@@ -1,29 +1,18 @@
 """The circuit benchmark's core at 16 x 16: our reads against the exact solve."""
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from simulator.array_solver import FEW_VECTORS
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "circuit.py"
+from tests.bench.scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("circuit_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("circuit") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def test_our_reads_agree_with_the_exact_solve(benchmark):

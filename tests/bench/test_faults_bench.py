@@ -1,26 +1,17 @@
 """The fault benchmark's core on one procedure and two faults: its counts add up."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
+from tests.bench.scripts import benchmark_module
+
 FAULTS = ["timeout", "relay_welded"]
 
 
 @pytest.fixture(scope="module")
 def bench_module():
-    spec = importlib.util.spec_from_file_location("faults_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("faults") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,16 @@
 """The storage benchmark's core at a small size: every point stored and loaded."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "storage.py"
+from tests.bench.scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def figures():
-    spec = importlib.util.spec_from_file_location("storage_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("storage") as module:
         (sqlite,) = module.run(points=50, load_points=1000)
         return sqlite, module.report([sqlite])
-    finally:
-        del sys.modules[spec.name]
 
 
 def test_every_point_is_stored_one_by_one_and_batched(figures):

@@ -1,25 +1,15 @@
 """The sweep benchmark's core at a small size: message counts and bench time."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "sweep.py"
+from tests.bench.scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def figures():
-    spec = importlib.util.spec_from_file_location("sweep_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("sweep") as module:
         return {f.label: f for f in module.run(points=50)}
-    finally:
-        del sys.modules[spec.name]
 
 
 def test_every_model_is_benchmarked(figures):
