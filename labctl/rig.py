@@ -261,11 +261,11 @@ class Rig:
         lines = self.lines(array)
         code_of = {lines.code(self.bus_of(ch)): k + 1
                    for k, ch in enumerate((drive, bias, sense))}
-        now = [code_of.get(int(code), -1) if code >= 0 else 0 for code in lines._now]
+        now = [code_of.get(code, -1) if code >= 0 else 0 for code in lines.codes()]
         if -1 in now:
             return None  # a line on another bus: let the bus path move it
         order = [lines.code(self.bus_of(ch)) for ch in (drive, bias, sense)]
-        crosspoints = [[xps[code] for code in order] for xps in lines._xp]
+        crosspoints = lines.crosspoints(order)
         reset_v, set_v = config.reset_voltage_v, config.set_voltage_v
         self.guard.check_program(
             {drive: (set_v, reset_v, config.read_voltage_v, 0.0),
@@ -303,7 +303,7 @@ class Rig:
                                  for line, bus in enumerate(final) if bus)
         self.guard.reached()
         back = {k + 1: code for k, code in enumerate(order)}
-        lines._now[:] = [back.get(bus, -1) for bus in final]
+        lines.switched_elsewhere([back.get(bus, -1) for bus in final])
         return outcomes
 
     def _onboard_plan(self) -> tuple[str, list[str], tuple[str, str, str]] | None:

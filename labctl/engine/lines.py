@@ -61,6 +61,20 @@ class ArrayLines:
     def _name(self, code: int) -> Bus:
         return None if code == FLOATING else self.buses[code]
 
+    def codes(self) -> list[int]:
+        """The bus code of every line, rows then columns (:data:`FLOATING`: none)."""
+        return self._now.tolist()
+
+    def crosspoints(self, codes: Sequence[int]) -> list[list[str]]:
+        """Per line, rows then columns, the crosspoints joining it to the
+        buses of ``codes``, in that order."""
+        return [[xps[code] for code in codes] for xps in self._xp]
+
+    def switched_elsewhere(self, codes: Sequence[int]) -> None:
+        """Record lines moved by something other than :meth:`set_codes` (a
+        program run on the instrument): their bus codes, rows then columns."""
+        self._now[:] = codes
+
     def clear(self) -> None:
         """Open every relay of the matrix."""
         self.rig.matrix.open_all()
