@@ -611,6 +611,10 @@ class GuardedChannel:
             self._guard.check_level(self.name, state.level_v)
         if self._order is not None:
             self._order(self._token)
+        if on:
+            # The limit goes with every turn-on: an instrument that lost its
+            # settings (a power cycle) must not turn on at its default limit.
+            self._port.set_limit(state.limit_a)
         self._set_output(bool(on))
         self._state.on = bool(on)
 
@@ -678,6 +682,7 @@ class GuardedChannel:
             self._check_train(level_v, width_s, bias_v, count)
         if self._order is not None:
             self._order(self._token)
+        self._port.set_limit(self._state.limit_a)  # the factory turns it on
         self._apply_pulses(level_v, width_s, bias_v, off_s, count)
         self._state.on = False  # as _after_factory
 

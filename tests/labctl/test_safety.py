@@ -63,7 +63,9 @@ def test_output_needs_a_limit_first(rig):
     assert a.sent == []
     ga.current_limit = 1e-4
     ga.output_enabled = True
-    assert a.sent == [("current_limit", 1e-4), ("output_enabled", True)]
+    # The limit is sent again with the turn-on itself.
+    assert a.sent == [("current_limit", 1e-4), ("current_limit", 1e-4),
+                      ("output_enabled", True)]
 
 
 @pytest.mark.parametrize("level", [2.5, -2.01, float("nan")])

@@ -189,3 +189,28 @@ def test_a_connection_opened_again_starts_with_no_stale_replies(station_path):
         assert hardware.adapters["smu1"].read().strip() == "3.00000e+00"
     finally:
         rig.close()
+
+
+def test_an_instrument_that_lost_its_settings_never_turns_on_at_its_default_limit(
+    station_path,
+):
+    # A power cycle puts the 2636B's limits back to their defaults (0.1 A)
+    # without the guard knowing; every turn-on and pulse train sends the
+    # limit again, so none reaches the chip at the default.
+    from labctl.rig import Rig
+
+    station = load_station(station_path)
+    bench = bench_of(station)
+    rig = Rig(station)
+    try:
+        drive = rig.smu(station.roles.drive)
+        drive.current_limit = 1e-4
+        drive.output_enabled = True
+        bench.instruments["smu1"].power_cycle()
+        drive.output_enabled = True
+        assert bench.source("smu1.smua").limit_a == pytest.approx(1e-4)
+        bench.instruments["smu1"].power_cycle()
+        drive.apply_pulses(0.5, 1e-5, 0.0, 1e-5, 1)
+        assert bench.exposure.max_limit_a == pytest.approx(1e-4)
+    finally:
+        rig.close()
