@@ -1,8 +1,8 @@
-"""Benchmark: every procedure under every fault on the simulated bench.
+"""Benchmark: the procedures under every fault on the simulated bench.
 
-Runs the fault matrix of ``tests/labctl/test_faults.py`` (every procedure on
-a chip of 8 x 4 cells, each fault striking halfway through the procedure's
-clean run; with ``--full``, at a tenth, three tenths, seven tenths and nine
+Runs the fault matrix of ``tests/labctl/test_faults.py`` (every procedure but
+forming, which needs a fresh chip, on a chip of 8 x 4 cells, each fault
+striking halfway through the procedure's clean run; with ``--full``, at a tenth, three tenths, seven tenths and nine
 tenths of it, transport faults lasting 50 replies) and counts, per fault and
 in total, in the simulator's own state:
 
