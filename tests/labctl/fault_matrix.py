@@ -26,13 +26,15 @@ PROCEDURES = {
     "read_map": {},
     "program_map": {"targets": "gradient", "max_rounds": "6"},
     "attention_head": {"sentences": "1"},  # stopped after two tiles
-    # The characterizations, small: a few cells, few pulses, short holds.
+    # The characterizations, small: a few cells, few pulses, short holds;
+    # each stores its first point within the first tenth of its run, where
+    # the full matrix strikes first.
     "pulse_response": {"pulses": "10", "cycles": "1"},
     "read_disturb": {"reads": "20", "blocks": "2"},
     "multilevel": {"levels": "4", "reads": "2", "hold": "10"},
     "retention": {"levels": "2", "cells_per_level": "1", "duration": "100"},
     "endurance": {"max_cycles": "50", "per_decade": "5"},
-    "variability": {"rows": "2", "cols": "2"},
+    "variability": {"rows": "4", "cols": "4"},
 }
 TILES = 2
 
